@@ -1,0 +1,104 @@
+//! `vjx export`: resolve → read config → build graphs → write manifest, all into a temp dir
+//! beside the output that is renamed into place only when everything succeeded.
+
+use crate::checkpoint;
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// A local dir or a hub id.
+    pub checkpoint: String,
+    /// Overrides the backbone named in the checkpoint's config.
+    pub backbone: Option<String>,
+    pub revision: Option<String>,
+    pub out: PathBuf,
+    pub force: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedGraph {
+    pub role: String,
+    pub file: String,
+    pub nodes: usize,
+    pub weight_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub out: PathBuf,
+    pub policy_type: String,
+    pub checkpoint: PathBuf,
+    pub backbone: PathBuf,
+    pub graphs: Vec<ExportedGraph>,
+    pub seconds: f64,
+}
+
+/// Files every LeRobot checkpoint has.
+pub const CHECKPOINT_FILES: &[&str] = &["config.json", "model.safetensors"];
+
+/// The `type` field of a LeRobot checkpoint's config.json.
+pub fn policy_type(config_path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
+    json.get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{}: no `type` field (is this a LeRobot policy checkpoint?)", config_path.display()))
+}
+
+pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
+    let start = Instant::now();
+    if opts.out.exists() && !opts.force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            opts.out.display()
+        );
+    }
+    let progress = Progress::new(opts.progress);
+    progress.message(&format!("resolving checkpoint {}", opts.checkpoint));
+    let ckpt = checkpoint::resolve(&opts.checkpoint, opts.revision.as_deref(), CHECKPOINT_FILES, opts.progress)?;
+    let config_path = ckpt.path("config.json");
+    let kind = policy_type(&config_path)?;
+    let parent = match opts.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".vjx-export-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
+
+    let (backbone_root, graphs) = match kind.as_str() {
+        "vla_jepa" => crate::vla_jepa::export_vla_jepa(&ckpt, opts, staging.path(), &progress)?,
+        other => bail!(
+            "{}: policy type `{other}` is not supported (supported: vla_jepa)",
+            config_path.display()
+        ),
+    };
+
+    if opts.out.exists() {
+        std::fs::remove_dir_all(&opts.out)
+            .with_context(|| format!("removing the old export at {}", opts.out.display()))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, &opts.out).with_context(|| {
+        format!("moving the export from {} to {}", staged.display(), opts.out.display())
+    })?;
+    progress.finish(&format!("exported to {}", opts.out.display()));
+    Ok(ExportReport {
+        out: opts.out.clone(),
+        policy_type: kind,
+        checkpoint: ckpt.root.clone(),
+        backbone: backbone_root,
+        graphs,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

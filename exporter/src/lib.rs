@@ -1,0 +1,9 @@
+//! vjx-exporter: resolves a checkpoint, reads its safetensors memory-mapped, builds the
+//! policy's graphs and writes an export dir (ONNX + external data + manifest) atomically.
+
+pub mod checkpoint;
+pub mod lerobot_processors;
+pub mod safetensors_weights;
+pub mod export;
+pub mod progress;
+pub mod vla_jepa;

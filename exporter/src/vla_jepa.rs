@@ -1,0 +1,172 @@
+//! Export of a VLA-JEPA checkpoint: the Qwen3-VL vision and text graphs, one DiT step, the
+//! augmented tokenizer, the chat template and the manifest.
+
+use crate::checkpoint::{self, ResolvedRepo};
+use crate::export::{ExportOptions, ExportedGraph};
+use crate::lerobot_processors;
+use crate::progress::Progress;
+use crate::safetensors_weights::ShardedWeights;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use vjx_graphs::qwen3_vl::{text, vision, Qwen3VlConfig};
+use vjx_graphs::vla_jepa::{config::VlaJepaConfig, dit};
+use vjx_graphs::{Model, WeightSource};
+use vjx_runtime::manifest::{self, CameraSpec, GraphEntry, Manifest, Source, VlaJepaSpec};
+use vjx_runtime::preprocess::prompt::{self, PromptSpec};
+use vjx_runtime::preprocess::qwen_image::QwenImageProcessorConfig;
+use vjx_runtime::preprocess::tokenize::{PolicyTokenSpec, PolicyTokenizer};
+
+const VISION_PREFIX: &str = "model.qwen.model.model.visual.";
+const TEXT_PREFIX: &str = "model.qwen.model.model.language_model.";
+const ACTION_HEAD_PREFIX: &str = "model.action_model.";
+/// The tied token embedding is saved under one of these two names.
+const EMBED_NAMES: [&str; 2] = [
+    "model.qwen.model.model.language_model.embed_tokens.weight",
+    "model.qwen.model.lm_head.weight",
+];
+
+const BACKBONE_FILES: &[&str] = &["config.json", "tokenizer.json", "preprocessor_config.json"];
+const TOKENIZER_FILE: &str = "tokenizer.json";
+const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn write_graph(model: Model, dir: &Path, role: &str, graphs: &mut Vec<ExportedGraph>) -> Result<GraphEntry> {
+    let (nodes, bytes) = (model.num_nodes(), model.weight_bytes());
+    let inputs = model.inputs.clone();
+    let outputs = model.outputs.clone();
+    let written = model.write(dir, role).with_context(|| format!("writing the {role} graph"))?;
+    let file = written.graph_file.file_name().unwrap().to_string_lossy().into_owned();
+    graphs.push(ExportedGraph { role: role.to_string(), file: file.clone(), nodes, weight_bytes: bytes });
+    Ok(GraphEntry {
+        file,
+        data_file: written.data_file.map(|p| p.file_name().unwrap().to_string_lossy().into_owned()),
+        inputs,
+        outputs,
+    })
+}
+
+pub fn export_vla_jepa(
+    ckpt: &ResolvedRepo,
+    opts: &ExportOptions,
+    out: &Path,
+    progress: &Progress,
+) -> Result<(PathBuf, Vec<ExportedGraph>)> {
+    let config_path = ckpt.path("config.json");
+    let config_text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let config = VlaJepaConfig::from_json_str(&config_text)
+        .with_context(|| format!("parsing {}", config_path.display()))?;
+    let config_json: serde_json::Value = serde_json::from_str(&config_text)?;
+    let backbone_spec = opts.backbone.clone().unwrap_or_else(|| config.qwen_model_name.clone());
+    progress.message(&format!("resolving backbone {backbone_spec}"));
+    let backbone = checkpoint::resolve(&backbone_spec, None, BACKBONE_FILES, opts.progress)
+        .with_context(|| {
+            format!("resolving the backbone `{backbone_spec}` named by qwen_model_name in {} (override with --backbone <dir>)", config_path.display())
+        })?;
+    let qwen: Qwen3VlConfig = read_json(&backbone.path("config.json"))?;
+    let image_processor = QwenImageProcessorConfig::from_backbone_dir(&backbone.root)?;
+    let chat_template = prompt::load_chat_template(&backbone.root)?;
+
+    let weights = ShardedWeights::open_dir(&ckpt.root)?;
+    let mut graphs = BTreeMap::new();
+    let mut report = Vec::new();
+
+    progress.message("building the vision graph");
+    let vision_model = vision::build_vision_graph(&qwen.vision_config, &weights, VISION_PREFIX)?;
+    graphs.insert("vision".to_string(), write_graph(vision_model, out, "vision", &mut report)?);
+
+    progress.message("building the text graph");
+    let embed = weights.first_present(&EMBED_NAMES)?;
+    let text_model = text::build_text_graph(
+        &qwen.text_config,
+        &weights,
+        &text::TextGraphOptions {
+            prefix: TEXT_PREFIX.to_string(),
+            embed_weight_name: embed.to_string(),
+            num_deepstack: qwen.vision_config.deepstack_visual_indexes.len(),
+        },
+    )?;
+    graphs.insert("text".to_string(), write_graph(text_model, out, "text", &mut report)?);
+
+    progress.message("building the DiT step graph");
+    let dit_model = dit::build_dit_step_graph(&config, qwen.text_config.hidden_size, &weights, ACTION_HEAD_PREFIX)?;
+    graphs.insert("dit_step".to_string(), write_graph(dit_model, out, "dit_step", &mut report)?);
+
+    progress.message("writing tokenizer, template and manifest");
+    let token_spec = PolicyTokenSpec::for_chunk_size(
+        config.chunk_size,
+        &config.special_action_token,
+        &config.embodied_action_token,
+    );
+    let tokenizer = PolicyTokenizer::from_backbone(&backbone.path("tokenizer.json"), &token_spec)?;
+    tokenizer.save(&out.join(TOKENIZER_FILE))?;
+    let embodied_token_id = i64::from(tokenizer.token_id(&config.embodied_action_token)?);
+    std::fs::write(out.join(CHAT_TEMPLATE_FILE), &chat_template)?;
+
+    let fallbacks = lerobot_processors::PolicyFallbacks::from_policy_config(&config_json);
+    let processors = lerobot_processors::read_processors(&ckpt.root, &fallbacks)?;
+
+    let cameras = config
+        .camera_keys()
+        .into_iter()
+        .map(|key| {
+            let shape = config.input_features.get(&key).map(|f| f.shape.clone()).unwrap_or_default();
+            CameraSpec { key, shape }
+        })
+        .collect::<Vec<_>>();
+    if cameras.is_empty() {
+        bail!("{}: input_features declares no VISUAL feature", config_path.display());
+    }
+    let spec = VlaJepaSpec {
+        cameras,
+        resize_images_to: config.resize_images_to,
+        image: image_processor,
+        backbone: qwen.clone(),
+        prompt: PromptSpec {
+            template: config.prompt_template.clone(),
+            action_token_format: config.special_action_token.clone(),
+            embodied_token: config.embodied_action_token.clone(),
+            tokens_per_step: config.num_action_tokens_per_timestep,
+            num_steps: config.num_action_prompt_steps(),
+            num_embodied: config.num_embodied_action_tokens_per_instruction,
+            default_instruction: prompt::DEFAULT_INSTRUCTION.to_string(),
+        },
+        tokenizer_file: TOKENIZER_FILE.to_string(),
+        chat_template_file: CHAT_TEMPLATE_FILE.to_string(),
+        embodied_token_id,
+        chunk_size: config.chunk_size,
+        n_action_steps: config.n_action_steps,
+        action_dim: config.action_dim(),
+        state_dim: config.state_dim(),
+        timesteps: dit::euler_timesteps(&config),
+    };
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(out)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        files.insert(name, manifest::sha256_file(&path)?);
+    }
+    let manifest = Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        policy_type: "vla_jepa".to_string(),
+        vjx_version: env!("CARGO_PKG_VERSION").to_string(),
+        precision: "fp32".to_string(),
+        source: Source {
+            checkpoint: opts.checkpoint.clone(),
+            backbone: backbone_spec,
+            revision: opts.revision.clone(),
+        },
+        graphs,
+        vla_jepa: spec,
+        normalization: processors.normalization,
+        postprocess: processors.post_steps,
+        files,
+    };
+    manifest.write(out)?;
+    Ok((backbone.root.clone(), report))
+}

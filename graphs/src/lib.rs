@@ -1,0 +1,13 @@
+//! vjx-graphs: a small ONNX graph builder (ops in, `ModelProto` out) and one module per
+//! exported submodule. Each model module reads its config from the checkpoint's own
+//! config.json and names initializers after the checkpoint's weight names.
+
+pub mod builder;
+pub mod nn;
+pub mod onnx;
+pub mod qwen3_vl;
+pub mod vla_jepa;
+pub mod weights;
+
+pub use builder::{DType, Dim, GraphBuilder, Model, Value, WrittenModel};
+pub use weights::{WeightError, WeightSource, WeightTensor};

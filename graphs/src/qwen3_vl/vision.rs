@@ -1,0 +1,389 @@
+//! The Qwen3-VL vision tower as one ONNX graph that encodes ONE image (all its patches attend
+//! to each other, none to another image's), with the DeepStack taps as extra outputs.
+//!
+//! Patch embedding → plus the bilinear-interpolated learned position embedding → `depth`
+//! pre-norm blocks (2-D rotary, non-causal attention, MLP) → the final merger, which
+//! LayerNorms each patch, concatenates every `merge × merge` block and projects it. After
+//! each block listed in `deepstack_visual_indexes` a DeepStack merger projects the same
+//! blocks with its LayerNorm taken after the concatenation.
+//!
+//! The per-image tables (position-embedding corners, rotary cos/sin) come from
+//! [`super::vision_inputs::vision_inputs`], in the row order of `pixel_values`.
+
+use super::config::VisionConfig;
+use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Value};
+use crate::nn;
+use crate::weights::{WeightError, WeightSource, WeightTensor};
+
+/// f32 `[patches, in_channels · temporal_patch · patch · patch]`, columns ordered
+/// `(channel, frame, y, x)`, rows in merge-block order.
+pub const PIXEL_VALUES: &str = "pixel_values";
+/// i64 `[4, patches]`: rows of `pos_embed` at each patch's bilinear corners.
+pub const POS_EMBED_INDEX: &str = "pos_embed_index";
+/// f32 `[4, patches]`: the matching bilinear weights.
+pub const POS_EMBED_WEIGHT: &str = "pos_embed_weight";
+/// f32 `[patches, head_dim]`.
+pub const ROPE_COS: &str = "rope_cos";
+/// f32 `[patches, head_dim]`.
+pub const ROPE_SIN: &str = "rope_sin";
+/// f32 `[patches / merge², out_hidden]`: the image's tokens for the text model.
+pub const IMAGE_EMBEDS: &str = "image_embeds";
+
+/// Name of the `k`-th DeepStack output, f32 `[patches / merge², out_hidden]`.
+pub fn deepstack_output_name(k: usize) -> String {
+    format!("deepstack_{k}")
+}
+
+/// The symbolic dims of the graph's inputs and outputs.
+const PATCHES: &str = "patches";
+const MERGED_PATCHES: &str = "merged_patches";
+
+/// LayerNorm epsilon of every vision norm (blocks and mergers).
+const NORM_EPS: f32 = 1e-6;
+
+/// Builds the vision graph from the weights under `prefix` (e.g.
+/// `model.qwen.model.model.visual.`; the trailing dot may be left out).
+pub fn build_vision_graph(
+    cfg: &VisionConfig,
+    weights: &dyn WeightSource,
+    prefix: &str,
+) -> Result<Model, WeightError> {
+    let tower = Tower::new(cfg, weights, prefix)?;
+    let mut g = GraphBuilder::new("qwen3_vl_vision");
+
+    let patches = Dim::from(PATCHES);
+    let pixels = g.input(
+        PIXEL_VALUES,
+        DType::F32,
+        &[patches.clone(), cfg.patch_dim().into()],
+    );
+    let corner_index = g.input(
+        POS_EMBED_INDEX,
+        DType::I64,
+        &[4usize.into(), patches.clone()],
+    );
+    let corner_weight = g.input(
+        POS_EMBED_WEIGHT,
+        DType::F32,
+        &[4usize.into(), patches.clone()],
+    );
+    let cos = g.input(
+        ROPE_COS,
+        DType::F32,
+        &[patches.clone(), cfg.head_dim().into()],
+    );
+    let sin = g.input(ROPE_SIN, DType::F32, &[patches, cfg.head_dim().into()]);
+
+    let embedded = g.scoped("patch_embed", |g| tower.patch_embed(g, &pixels))?;
+    let position = g.scoped("pos_embed", |g| {
+        tower.position_embedding(g, &corner_index, &corner_weight)
+    })?;
+    let mut hidden = g.add(&embedded, &position);
+
+    let mut taps = Vec::with_capacity(cfg.deepstack_visual_indexes.len());
+    for layer in 0..cfg.depth {
+        hidden = g.scoped(&format!("block{layer}"), |g| {
+            tower.block(g, &hidden, layer, &cos, &sin)
+        })?;
+        if let Some(k) = cfg
+            .deepstack_visual_indexes
+            .iter()
+            .position(|&i| i == layer)
+        {
+            let tap = g.scoped(&format!("deepstack{k}"), |g| {
+                tower.merger(
+                    g,
+                    &hidden,
+                    &format!("deepstack_merger_list.{k}"),
+                    Norm::AfterShuffle,
+                )
+            })?;
+            taps.push((k, tap));
+        }
+    }
+    let image_embeds = g.scoped("merger", |g| {
+        tower.merger(g, &hidden, "merger", Norm::BeforeShuffle)
+    })?;
+
+    let out_shape = [Dim::from(MERGED_PATCHES), cfg.out_hidden_size.into()];
+    g.output(&image_embeds, IMAGE_EMBEDS, DType::F32, &out_shape);
+    taps.sort_by_key(|(k, _)| *k);
+    for (k, tap) in &taps {
+        g.output(tap, &deepstack_output_name(*k), DType::F32, &out_shape);
+    }
+    Ok(g.finish())
+}
+
+/// The activation a vision MLP applies between its two linears (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    GeluTanh,
+    GeluErf,
+    Silu,
+}
+
+impl Activation {
+    fn from_config(name: &str) -> Option<Self> {
+        match name {
+            "gelu_pytorch_tanh" | "gelu_new" => Some(Activation::GeluTanh),
+            "gelu" => Some(Activation::GeluErf),
+            "silu" | "swish" => Some(Activation::Silu),
+            _ => None,
+        }
+    }
+
+    fn apply(self, g: &mut GraphBuilder, x: &Value) -> Value {
+        match self {
+            Activation::GeluTanh => nn::gelu_tanh(g, x),
+            Activation::GeluErf => nn::gelu_erf(g, x),
+            Activation::Silu => nn::silu(g, x),
+        }
+    }
+}
+
+/// Where a patch merger takes its LayerNorm relative to concatenating each merge block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Norm {
+    /// Per patch (`hidden` wide), then concatenate: the final merger.
+    BeforeShuffle,
+    /// Concatenate, then over the `merge² · hidden` block: the DeepStack mergers.
+    AfterShuffle,
+}
+
+/// The config, the weights and the checked-once facts the layers share.
+struct Tower<'a> {
+    cfg: &'a VisionConfig,
+    weights: &'a dyn WeightSource,
+    prefix: String,
+    activation: Activation,
+}
+
+impl<'a> Tower<'a> {
+    fn new(
+        cfg: &'a VisionConfig,
+        weights: &'a dyn WeightSource,
+        prefix: &str,
+    ) -> Result<Self, WeightError> {
+        let config_error = |field: &str, reason: String| WeightError::Invalid {
+            name: format!("vision_config.{field}"),
+            reason,
+            source_desc: weights.describe(),
+        };
+        let activation = Activation::from_config(&cfg.hidden_act).ok_or_else(|| {
+            config_error(
+                "hidden_act",
+                format!(
+                    "activation `{}` is not supported by the vision graph",
+                    cfg.hidden_act
+                ),
+            )
+        })?;
+        if !cfg.hidden_size.is_multiple_of(cfg.num_heads) || !cfg.head_dim().is_multiple_of(4) {
+            return Err(config_error(
+                "num_heads",
+                format!(
+                    "hidden_size {} over {} heads does not give a head width divisible by 4",
+                    cfg.hidden_size, cfg.num_heads
+                ),
+            ));
+        }
+        if let Some(&bad) = cfg
+            .deepstack_visual_indexes
+            .iter()
+            .find(|&&i| i >= cfg.depth)
+        {
+            return Err(config_error(
+                "deepstack_visual_indexes",
+                format!(
+                    "tap after block {bad}, but the tower has {} blocks",
+                    cfg.depth
+                ),
+            ));
+        }
+        let prefix = if prefix.is_empty() || prefix.ends_with('.') {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.")
+        };
+        Ok(Tower {
+            cfg,
+            weights,
+            prefix,
+            activation,
+        })
+    }
+
+    fn name(&self, local: &str) -> String {
+        format!("{}{local}", self.prefix)
+    }
+
+    fn linear(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        local: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Value, WeightError> {
+        nn::linear(
+            g,
+            self.weights,
+            x,
+            &self.name(local),
+            in_features,
+            out_features,
+            true,
+        )
+    }
+
+    fn layer_norm(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        local: &str,
+        dim: usize,
+    ) -> Result<Value, WeightError> {
+        nn::layer_norm(g, self.weights, x, Some(&self.name(local)), dim, NORM_EPS)
+    }
+
+    /// The Conv3d whose kernel equals its stride is a Linear over the flattened patch: its
+    /// `[hidden, C, T, P, P]` weight flattens row-major into `pixel_values`' column order.
+    fn patch_embed(&self, g: &mut GraphBuilder, pixels: &Value) -> Result<Value, WeightError> {
+        let c = self.cfg;
+        let weight_name = self.name("patch_embed.proj.weight");
+        let kernel = self.weights.get_shaped(
+            &weight_name,
+            &[
+                c.hidden_size,
+                c.in_channels,
+                c.temporal_patch_size,
+                c.patch_size,
+                c.patch_size,
+            ],
+        )?;
+        let flat =
+            WeightTensor::new(vec![c.hidden_size, c.patch_dim()], kernel.data).transposed_2d();
+        let weight = g.weight(&weight_name, &flat.shape, flat.data);
+        let bias_name = self.name("patch_embed.proj.bias");
+        let bias = nn::vector(g, self.weights, &bias_name, c.hidden_size)?;
+        let projected = g.matmul(pixels, &weight);
+        Ok(g.add(&projected, &bias))
+    }
+
+    /// `Σ_corner pos_embed[index] · weight` → `[patches, hidden]`.
+    fn position_embedding(
+        &self,
+        g: &mut GraphBuilder,
+        corner_index: &Value,
+        corner_weight: &Value,
+    ) -> Result<Value, WeightError> {
+        let c = self.cfg;
+        let table_name = self.name("pos_embed.weight");
+        let table = self
+            .weights
+            .get_shaped(&table_name, &[c.num_position_embeddings, c.hidden_size])?;
+        let table = g.weight(&table_name, &table.shape, table.data);
+        let rows = g.gather(&table, corner_index, 0);
+        let weight = g.unsqueeze(corner_weight, &[-1]);
+        let weighted = g.mul(&rows, &weight);
+        let axis = g.const_i64(&[0]);
+        Ok(g.op(
+            "ReduceSum",
+            &[&weighted, &axis],
+            vec![("keepdims", Attr::Int(0))],
+        ))
+    }
+
+    fn block(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        layer: usize,
+        cos: &Value,
+        sin: &Value,
+    ) -> Result<Value, WeightError> {
+        let hidden = self.cfg.hidden_size;
+        let at = |local: &str| format!("blocks.{layer}.{local}");
+        let normed = self.layer_norm(g, x, &at("norm1"), hidden)?;
+        let attended = self.attention(g, &normed, &at("attn"), cos, sin)?;
+        let x = g.add(x, &attended);
+        let normed = self.layer_norm(g, &x, &at("norm2"), hidden)?;
+        let up = self.linear(
+            g,
+            &normed,
+            &at("mlp.linear_fc1"),
+            hidden,
+            self.cfg.intermediate_size,
+        )?;
+        let act = self.activation.apply(g, &up);
+        let down = self.linear(
+            g,
+            &act,
+            &at("mlp.linear_fc2"),
+            self.cfg.intermediate_size,
+            hidden,
+        )?;
+        Ok(g.add(&x, &down))
+    }
+
+    /// Fused qkv projection (columns: all of q, then k, then v), rotary on q and k, softmax
+    /// attention over every patch of the image, output projection.
+    fn attention(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        at: &str,
+        cos: &Value,
+        sin: &Value,
+    ) -> Result<Value, WeightError> {
+        let (hidden, heads, head_dim) = (
+            self.cfg.hidden_size,
+            self.cfg.num_heads,
+            self.cfg.head_dim(),
+        );
+        let qkv = self.linear(g, x, &format!("{at}.qkv"), hidden, 3 * hidden)?;
+        let mut part = |i: usize| {
+            let h = hidden as i64;
+            let slice = g.slice(&qkv, -1, i as i64 * h, (i as i64 + 1) * h);
+            nn::split_heads(g, &slice, heads, head_dim)
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let q = nn::apply_rotary(g, &q, cos, sin, head_dim);
+        let k = nn::apply_rotary(g, &k, cos, sin, head_dim);
+        let attended = nn::attention(g, &q, &k, &v, head_dim, None);
+        let merged = nn::merge_heads(g, &attended, heads, head_dim);
+        self.linear(g, &merged, &format!("{at}.proj"), hidden, hidden)
+    }
+
+    /// `[patches, hidden]` → `[patches / merge², out_hidden]`; consecutive rows form a block.
+    fn merger(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        at: &str,
+        norm: Norm,
+    ) -> Result<Value, WeightError> {
+        let c = self.cfg;
+        let block = c.hidden_size * c.spatial_merge_size * c.spatial_merge_size;
+        let norm_name = format!("{at}.norm");
+        let blocks = match norm {
+            Norm::BeforeShuffle => {
+                let normed = self.layer_norm(g, x, &norm_name, c.hidden_size)?;
+                g.reshape(&normed, &[-1, block as i64])
+            }
+            Norm::AfterShuffle => {
+                let shuffled = g.reshape(x, &[-1, block as i64]);
+                self.layer_norm(g, &shuffled, &norm_name, block)?
+            }
+        };
+        let up = self.linear(g, &blocks, &format!("{at}.linear_fc1"), block, block)?;
+        let act = nn::gelu_erf(g, &up);
+        self.linear(
+            g,
+            &act,
+            &format!("{at}.linear_fc2"),
+            block,
+            c.out_hidden_size,
+        )
+    }
+}

@@ -1,0 +1,374 @@
+//! One Euler step of VLA-JEPA's flow-matching action head (LeRobot `VLAJEPAActionHead`):
+//! noisy action chunk + timestep bucket + (state) + conditioning tokens → velocity.
+//! The host runs the loop `x += dt · v` over [`euler_timesteps`] with [`euler_step_size`].
+//!
+//! Token stream fed to the DiT: `[state token?, future tokens, action tokens]`; the
+//! conditioning tokens enter only through the cross-attention of the even-numbered blocks.
+
+use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Value};
+use crate::nn;
+use crate::vla_jepa::config::{DitDims, VlaJepaConfig, TIMESTEP_PROJ_CHANNELS};
+use crate::weights::{WeightError, WeightSource};
+
+pub const NOISY_ACTIONS: &str = "noisy_actions";
+pub const TIMESTEP: &str = "timestep";
+pub const STATE: &str = "state";
+pub const CONDITIONING: &str = "conditioning";
+pub const VELOCITY: &str = "velocity";
+
+pub const GRAPH_NAME: &str = "vla_jepa_dit_step";
+
+/// `nn.LayerNorm(eps=1e-5, elementwise_affine=False)` before attention and feed-forward.
+const BLOCK_NORM_EPS: f32 = 1e-5;
+/// The DiT's `norm_out` before `proj_out_2`.
+const OUTPUT_NORM_EPS: f32 = 1e-6;
+const MAX_PERIOD: f64 = 10000.0;
+
+/// The timestep bucket upstream feeds at each Euler step: `int(step / N · buckets)`.
+pub fn euler_timesteps(cfg: &VlaJepaConfig) -> Vec<i64> {
+    let n = cfg.num_inference_timesteps;
+    let buckets = cfg.action_num_timestep_buckets as f64;
+    (0..n)
+        .map(|step| ((step as f64 / n.max(1) as f64) * buckets) as i64)
+        .collect()
+}
+
+/// `dt = 1 / N`, as the f32 that multiplies the f32 velocity upstream.
+pub fn euler_step_size(cfg: &VlaJepaConfig) -> f32 {
+    (1.0 / cfg.num_inference_timesteps.max(1) as f64) as f32
+}
+
+/// Frequencies of diffusers `Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=1)`:
+/// `exp(-ln(10000) · k / (half - 1))`, rounded step by step in f32 as torch does.
+pub fn timestep_proj_frequencies() -> Vec<f32> {
+    let half = TIMESTEP_PROJ_CHANNELS / 2;
+    let neg_log = -(MAX_PERIOD.ln()) as f32;
+    let divisor = (half - 1) as f32;
+    (0..half)
+        .map(|k| ((neg_log * k as f32) / divisor).exp())
+        .collect()
+}
+
+/// Frequencies of the action encoder's sinusoidal time features for width `dim`:
+/// `exp(-k · ln(10000) / (dim / 2))`, rounded step by step in f32 as torch does.
+pub fn action_time_frequencies(dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let step = (MAX_PERIOD as f32).ln() / half.max(1) as f32;
+    (0..half).map(|k| (-(k as f32) * step).exp()).collect()
+}
+
+struct Ctx<'a> {
+    w: &'a dyn WeightSource,
+    prefix: &'a str,
+    dims: DitDims,
+    cond_dim: usize,
+    ln_ones: Value,
+    ln_zeros: Value,
+}
+
+impl Ctx<'_> {
+    fn name(&self, rel: &str) -> String {
+        format!("{}{rel}", self.prefix)
+    }
+
+    fn linear(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        rel: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Value, WeightError> {
+        nn::linear(
+            g,
+            self.w,
+            x,
+            &self.name(rel),
+            in_features,
+            out_features,
+            true,
+        )
+    }
+
+    /// LayerNorm over the last axis without affine parameters.
+    fn plain_norm(&self, g: &mut GraphBuilder, x: &Value, eps: f32) -> Value {
+        g.op(
+            "LayerNormalization",
+            &[x, &self.ln_ones, &self.ln_zeros],
+            vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
+        )
+    }
+
+    /// `norm(x) · (1 + scale) + shift`, with `scale`/`shift` of shape `[1, D]`.
+    fn modulate(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        eps: f32,
+        scale: &Value,
+        shift: &Value,
+    ) -> Value {
+        let normed = self.plain_norm(g, x, eps);
+        let one = g.scalar_f32(1.0);
+        let gain = g.add(scale, &one);
+        let scaled = g.mul(&normed, &gain);
+        g.add(&scaled, shift)
+    }
+
+    /// The two halves of `linear(silu(temb))`, in the order they are chunked.
+    fn modulation_pair(
+        &self,
+        g: &mut GraphBuilder,
+        silu_temb: &Value,
+        rel: &str,
+    ) -> Result<(Value, Value), WeightError> {
+        let d = self.dims.inner_dim;
+        let both = self.linear(g, silu_temb, rel, d, 2 * d)?;
+        let first = g.slice(&both, -1, 0, d as i64);
+        let second = g.slice(&both, -1, d as i64, 2 * d as i64);
+        Ok((first, second))
+    }
+}
+
+/// `[rows, 1]` f32 `t` times a frequency row → `[rows, len(freqs)]` angles.
+fn angles(g: &mut GraphBuilder, t_col: &Value, hint: &str, freqs: Vec<f32>) -> Value {
+    let row = g.const_f32(hint, &[1, freqs.len()], freqs);
+    g.mul(t_col, &row)
+}
+
+/// `temb`: `TimestepEmbedding(cat(cos, sin))` of the bucket, `[1, D]`.
+fn timestep_embedding(g: &mut GraphBuilder, c: &Ctx, t_col: &Value) -> Result<Value, WeightError> {
+    let a = angles(g, t_col, "timestep_proj_freqs", timestep_proj_frequencies());
+    let cos = g.op("Cos", &[&a], vec![]);
+    let sin = g.op("Sin", &[&a], vec![]);
+    let proj = g.concat(&[&cos, &sin], -1);
+    let d = c.dims.inner_dim;
+    let base = "model.timestep_encoder.timestep_embedder";
+    let h = c.linear(
+        g,
+        &proj,
+        &format!("{base}.linear_1"),
+        TIMESTEP_PROJ_CHANNELS,
+        d,
+    )?;
+    let h = nn::silu(g, &h);
+    c.linear(g, &h, &format!("{base}.linear_2"), d, d)
+}
+
+/// `ActionEncoder` plus the learned positions of the chunk: `[chunk, D]`.
+fn action_tokens(
+    g: &mut GraphBuilder,
+    c: &Ctx,
+    x: &Value,
+    t_col: &Value,
+    action_dim: usize,
+) -> Result<Value, WeightError> {
+    let DitDims {
+        inner_dim: d,
+        chunk,
+        ..
+    } = c.dims;
+    let emb = c.linear(g, x, "action_encoder.layer1", action_dim, d)?;
+    // The bucket is repeated per action row before the sinusoid, as upstream does.
+    let shape = g.const_i64(&[chunk as i64, 1]);
+    let t_rows = g.op("Expand", &[t_col, &shape], vec![]);
+    let a = angles(g, &t_rows, "action_time_freqs", action_time_frequencies(d));
+    let sin = g.op("Sin", &[&a], vec![]);
+    let cos = g.op("Cos", &[&a], vec![]);
+    let time = g.concat(&[&sin, &cos], -1);
+    let both = g.concat(&[&emb, &time], -1);
+    let h = c.linear(g, &both, "action_encoder.layer2", 2 * d, d)?;
+    let h = nn::silu(g, &h);
+    let h = c.linear(g, &h, "action_encoder.layer3", d, d)?;
+
+    let table_name = c.name("position_embedding.weight");
+    let table = c.w.get_shaped(&table_name, &[c.dims.position_rows, d])?;
+    let rows = table.data[..chunk * d].to_vec();
+    let positions = g.weight(&format!("{table_name}[0:{chunk}]"), &[chunk, d], rows);
+    Ok(g.add(&h, &positions))
+}
+
+/// `state_encoder`: Linear → ReLU → Linear on the one state row, `[1, D]`.
+fn state_token(
+    g: &mut GraphBuilder,
+    c: &Ctx,
+    state: &Value,
+    state_dim: usize,
+) -> Result<Value, WeightError> {
+    let row = g.reshape(state, &[1, state_dim as i64]);
+    let h = c.linear(
+        g,
+        &row,
+        "state_encoder.layer1",
+        state_dim,
+        c.dims.output_dim,
+    )?;
+    let h = g.relu(&h);
+    c.linear(
+        g,
+        &h,
+        "state_encoder.layer2",
+        c.dims.output_dim,
+        c.dims.inner_dim,
+    )
+}
+
+/// Multi-head attention of `query_in` over `context` (diffusers `Attention`, no mask).
+fn attention(
+    g: &mut GraphBuilder,
+    c: &Ctx,
+    base: &str,
+    query_in: &Value,
+    context: &Value,
+    context_dim: usize,
+) -> Result<Value, WeightError> {
+    let DitDims {
+        inner_dim: d,
+        heads,
+        head_dim,
+        ..
+    } = c.dims;
+    let q = c.linear(g, query_in, &format!("{base}.to_q"), d, d)?;
+    let k = c.linear(g, context, &format!("{base}.to_k"), context_dim, d)?;
+    let v = c.linear(g, context, &format!("{base}.to_v"), context_dim, d)?;
+    let q = nn::split_heads(g, &q, heads, head_dim);
+    let k = nn::split_heads(g, &k, heads, head_dim);
+    let v = nn::split_heads(g, &v, heads, head_dim);
+    let o = nn::attention(g, &q, &k, &v, head_dim, None);
+    let o = nn::merge_heads(g, &o, heads, head_dim);
+    c.linear(g, &o, &format!("{base}.to_out.0"), d, d)
+}
+
+/// One `BasicTransformerBlock`: even blocks cross-attend to the conditioning tokens, odd
+/// blocks self-attend.
+fn transformer_block(
+    g: &mut GraphBuilder,
+    c: &Ctx,
+    index: usize,
+    x: &Value,
+    silu_temb: &Value,
+    cond: &Value,
+) -> Result<Value, WeightError> {
+    let d = c.dims.inner_dim;
+    let base = format!("model.transformer_blocks.{index}");
+    let (scale, shift) = c.modulation_pair(g, silu_temb, &format!("{base}.norm1.linear"))?;
+    let attn_in = c.modulate(g, x, BLOCK_NORM_EPS, &scale, &shift);
+    let attn_out = if index % 2 == 0 {
+        attention(g, c, &format!("{base}.attn1"), &attn_in, cond, c.cond_dim)?
+    } else {
+        attention(g, c, &format!("{base}.attn1"), &attn_in, &attn_in, d)?
+    };
+    let x = g.add(x, &attn_out);
+
+    let ff_in = c.plain_norm(g, &x, BLOCK_NORM_EPS);
+    let h = c.linear(
+        g,
+        &ff_in,
+        &format!("{base}.ff.net.0.proj"),
+        d,
+        c.dims.ff_dim,
+    )?;
+    let h = nn::gelu_tanh(g, &h);
+    let ff_out = c.linear(g, &h, &format!("{base}.ff.net.2"), c.dims.ff_dim, d)?;
+    Ok(g.add(&x, &ff_out))
+}
+
+/// Builds the step graph. `prefix` is where the action head lives in the checkpoint
+/// (`"model.action_model."`); `cond_dim` is the backbone's text hidden size.
+pub fn build_dit_step_graph(
+    cfg: &VlaJepaConfig,
+    cond_dim: usize,
+    weights: &dyn WeightSource,
+    prefix: &str,
+) -> Result<Model, WeightError> {
+    let dims = cfg.dit_dims();
+    let action_dim = cfg.action_dim();
+    let state_dim = cfg.state_dim();
+    let d = dims.inner_dim;
+    let mut g = GraphBuilder::new(GRAPH_NAME);
+
+    let x = g.input(
+        NOISY_ACTIONS,
+        DType::F32,
+        &[Dim::from(dims.chunk), Dim::from(action_dim)],
+    );
+    let t = g.input(TIMESTEP, DType::I64, &[Dim::from(1usize)]);
+    let state = state_dim.map(|s| g.input(STATE, DType::F32, &[Dim::from(s)]));
+    let cond = g.input(
+        CONDITIONING,
+        DType::F32,
+        &[Dim::from(dims.num_future_tokens), Dim::from(cond_dim)],
+    );
+
+    let ln_ones = g.const_f32("norm_ones", &[d], vec![1.0; d]);
+    let ln_zeros = g.const_f32("norm_zeros", &[d], vec![0.0; d]);
+    let c = Ctx {
+        w: weights,
+        prefix,
+        dims,
+        cond_dim,
+        ln_ones,
+        ln_zeros,
+    };
+
+    let t_f = g.cast(&t, DType::F32);
+    let t_col = g.unsqueeze(&t_f, &[1]);
+
+    let temb = g.scoped("timestep_encoder", |g| timestep_embedding(g, &c, &t_col))?;
+    let silu_temb = nn::silu(&mut g, &temb);
+
+    let actions = g.scoped("action_encoder", |g| {
+        action_tokens(g, &c, &x, &t_col, action_dim)
+    })?;
+    let future_name = c.name("future_tokens.weight");
+    let future = weights.get_shaped(&future_name, &[dims.num_future_tokens, d])?;
+    let future = g.weight(&future_name, &future.shape, future.data);
+    let (mut seq, seq_len) = match (&state, state_dim) {
+        (Some(s), Some(sd)) => {
+            let st = g.scoped("state_encoder", |g| state_token(g, &c, s, sd))?;
+            (
+                g.concat(&[&st, &future, &actions], 0),
+                1 + dims.num_future_tokens + dims.chunk,
+            )
+        }
+        _ => (
+            g.concat(&[&future, &actions], 0),
+            dims.num_future_tokens + dims.chunk,
+        ),
+    };
+
+    for i in 0..dims.num_layers {
+        seq = g.scoped(&format!("block_{i}"), |g| {
+            transformer_block(g, &c, i, &seq, &silu_temb, &cond)
+        })?;
+    }
+
+    // Everything after the blocks is row-wise, so only the action rows need computing.
+    let rows = g.slice(&seq, 0, (seq_len - dims.chunk) as i64, seq_len as i64);
+    let (shift, scale) = c.modulation_pair(&mut g, &silu_temb, "model.proj_out_1")?;
+    let out = c.modulate(&mut g, &rows, OUTPUT_NORM_EPS, &scale, &shift);
+    let out = c.linear(&mut g, &out, "model.proj_out_2", d, dims.output_dim)?;
+    let h = c.linear(
+        &mut g,
+        &out,
+        "action_decoder.layer1",
+        dims.output_dim,
+        dims.output_dim,
+    )?;
+    let h = g.relu(&h);
+    let v = c.linear(
+        &mut g,
+        &h,
+        "action_decoder.layer2",
+        dims.output_dim,
+        action_dim,
+    )?;
+
+    g.output(
+        &v,
+        VELOCITY,
+        DType::F32,
+        &[Dim::from(dims.chunk), Dim::from(action_dim)],
+    );
+    Ok(g.finish())
+}

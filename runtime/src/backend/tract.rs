@@ -1,0 +1,115 @@
+//! The pure-Rust backend: tract-onnx. A graph is parsed once and optimized once per distinct
+//! set of input shapes (a robot's cameras and prompt fix them, so that happens on the first
+//! call), because tract cannot optimize every reshape over symbolic dims.
+
+use super::{Backend, BackendError, GraphSession, Outputs, TensorValue};
+use std::path::Path;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tract_onnx::prelude::*;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TractBackend;
+
+impl Backend for TractBackend {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+
+    fn load(&self, graph_file: &Path) -> Result<Box<dyn GraphSession>, BackendError> {
+        let load_err = |e: TractError| BackendError::Load {
+            path: graph_file.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let model = tract_onnx::onnx()
+            .model_for_path(graph_file)
+            .map_err(load_err)?;
+        let input_names = model
+            .input_outlets()
+            .map_err(load_err)?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect::<Vec<_>>();
+        let output_names = model
+            .output_outlets()
+            .map_err(load_err)?
+            .iter()
+            .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
+            .collect::<Vec<_>>();
+        Ok(Box::new(TractSession {
+            graph: graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            input_names,
+            output_names,
+            model,
+            plans: Mutex::new(HashMap::new()),
+        }))
+    }
+}
+
+struct TractSession {
+    graph: String,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
+    model: InferenceModel,
+    plans: Mutex<HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>>,
+}
+
+impl TractSession {
+    /// The optimized plan for these input shapes, built on first use.
+    fn plan(&self, inputs: &[Tensor]) -> TractResult<Arc<TypedRunnableModel>> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(plan) = plans.get(&shapes) {
+            return Ok(plan.clone());
+        }
+        let mut model = self.model.clone();
+        for (i, t) in inputs.iter().enumerate() {
+            model.set_input_fact(i, InferenceFact::dt_shape(t.datum_type(), t.shape()))?;
+        }
+        let plan = model.into_optimized()?.into_runnable()?;
+        plans.insert(shapes, plan.clone());
+        Ok(plan)
+    }
+}
+
+impl GraphSession for TractSession {
+    fn input_names(&self) -> &[String] {
+        &self.input_names
+    }
+
+    fn run(&self, inputs: &[(&str, TensorValue)]) -> Result<Outputs, BackendError> {
+        let mut ordered: Vec<Tensor> = Vec::new();
+        for name in &self.input_names {
+            let value = inputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .ok_or_else(|| BackendError::MissingInput {
+                    graph: self.graph.clone(),
+                    name: name.clone(),
+                })?;
+            let tensor: Tensor = match value {
+                TensorValue::F32(a) => a.clone().into(),
+                TensorValue::I64(a) => a.clone().into(),
+            };
+            ordered.push(tensor);
+        }
+        let run_err = |e: TractError| BackendError::Run {
+            graph: self.graph.clone(),
+            reason: format!("{e:#}"),
+        };
+        let plan = self.plan(&ordered).map_err(run_err)?;
+        let results = plan.run(ordered.into_iter().map(TValue::from).collect()).map_err(run_err)?;
+        let mut out = Outputs::new();
+        for (name, value) in self.output_names.iter().zip(results) {
+            let tensor = value.into_tensor();
+            let converted = if tensor.datum_type() == i64::datum_type() {
+                TensorValue::I64(tensor.into_plain_array::<i64>().map_err(run_err)?)
+            } else {
+                TensorValue::F32(tensor.into_plain_array::<f32>().map_err(run_err)?)
+            };
+            out.insert(name.clone(), converted);
+        }
+        Ok(out)
+    }
+}

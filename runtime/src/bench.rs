@@ -1,0 +1,150 @@
+//! `vjx bench`: latency per chunk and per stage over repeated predictions.
+
+use crate::policy::{Noise, Observation, Policy, PolicyError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePercentiles {
+    pub p50: f64,
+    pub p90: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub device: String,
+    pub precision: String,
+    pub policy_type: String,
+    pub iters: usize,
+    pub warmup: usize,
+    pub latency_ms: Percentiles,
+    pub stages_ms: BTreeMap<String, StagePercentiles>,
+    /// Stage names in pipeline order (the map above is sorted by name).
+    pub stage_order: Vec<String>,
+    pub chunks_per_s: f64,
+    pub control_hz: f64,
+    pub n_action_steps: usize,
+    pub first_call_ms: f64,
+    pub load_ms: f64,
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The q-th percentile (0..=100) of `sorted` by linear interpolation between ranks.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = q / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+/// Peak resident set size of this process, from /proc (Linux only).
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub struct BenchConfig {
+    pub iters: usize,
+    pub warmup: usize,
+    pub backend: String,
+    pub device: String,
+    pub load_ms: f64,
+}
+
+pub fn run_bench(
+    policy: &Policy,
+    observation: &Observation,
+    cfg: &BenchConfig,
+    mut on_iter: impl FnMut(usize, usize),
+) -> Result<BenchReport, PolicyError> {
+    let manifest = policy.manifest();
+    let noise = Noise::Seeded(0);
+    let t = Instant::now();
+    policy.predict_chunk(observation, &noise, false)?;
+    let first_call_ms = t.elapsed().as_secs_f64() * 1e3;
+    for _ in 0..cfg.warmup {
+        policy.predict_chunk(observation, &noise, false)?;
+    }
+    let mut totals = Vec::with_capacity(cfg.iters);
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut stage_order = Vec::new();
+    for i in 0..cfg.iters.max(1) {
+        let t = Instant::now();
+        let p = policy.predict_chunk(observation, &Noise::Seeded(i as u64 + 1), false)?;
+        totals.push(t.elapsed().as_secs_f64() * 1e3);
+        for (name, ms) in p.timings_ms {
+            if !stages.contains_key(&name) {
+                stage_order.push(name.clone());
+            }
+            stages.entry(name).or_default().push(ms);
+        }
+        on_iter(i + 1, cfg.iters.max(1));
+    }
+    let totals = sorted(totals);
+    let p50 = percentile(&totals, 50.0);
+    let chunks_per_s = 1e3 / p50;
+    let n_action_steps = manifest.vla_jepa.n_action_steps;
+    Ok(BenchReport {
+        backend: cfg.backend.clone(),
+        device: cfg.device.clone(),
+        precision: manifest.precision.clone(),
+        policy_type: manifest.policy_type.clone(),
+        iters: totals.len(),
+        warmup: cfg.warmup,
+        latency_ms: Percentiles {
+            p50,
+            p90: percentile(&totals, 90.0),
+            p99: percentile(&totals, 99.0),
+            min: totals[0],
+            max: totals[totals.len() - 1],
+        },
+        stages_ms: stages
+            .into_iter()
+            .map(|(k, v)| {
+                let v = sorted(v);
+                (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0) })
+            })
+            .collect(),
+        stage_order,
+        chunks_per_s,
+        control_hz: chunks_per_s * n_action_steps as f64,
+        n_action_steps,
+        first_call_ms,
+        load_ms: cfg.load_ms,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentile_interpolates_between_ranks() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(percentile(&v, 50.0), 3.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&v, 100.0), 5.0);
+        assert!((percentile(&v, 90.0) - 4.6).abs() < 1e-12);
+    }
+}

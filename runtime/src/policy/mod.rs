@@ -1,0 +1,86 @@
+//! One pipeline per policy, behind a common entry point: [`Policy::load`] reads an export
+//! dir and [`Policy::predict_chunk`] turns one observation into one action chunk.
+
+pub mod observation;
+pub mod vla_jepa;
+
+use crate::backend::Backend;
+use crate::manifest::{Manifest, ManifestError};
+pub use observation::{Noise, Observation};
+use std::collections::BTreeMap;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    #[error(transparent)]
+    Preprocess(#[from] crate::preprocess::PreprocessError),
+    #[error("export dir {dir}: policy type `{found}` is not supported by this runtime (supported: vla_jepa)")]
+    UnsupportedPolicy { dir: String, found: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Wall-clock milliseconds per stage of one chunk, in pipeline order.
+pub type StageTimings = Vec<(String, f64)>;
+
+/// One predicted action chunk.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// `[chunk_size, action_dim]`, row-major, after post-processing (robot units).
+    pub actions: Vec<f32>,
+    /// The Euler result before clipping and unnormalization.
+    pub actions_normalized: Vec<f32>,
+    pub chunk_size: usize,
+    pub action_dim: usize,
+    pub timings_ms: StageTimings,
+    /// Intermediate tensors by name, when asked for (`--dump`).
+    pub intermediates: BTreeMap<String, crate::backend::TensorValue>,
+}
+
+impl Prediction {
+    pub fn rows(&self) -> Vec<Vec<f32>> {
+        self.actions.chunks(self.action_dim).map(|r| r.to_vec()).collect()
+    }
+}
+
+/// A loaded export, ready to predict.
+pub enum Policy {
+    VlaJepa(vla_jepa::VlaJepaPolicy),
+}
+
+impl Policy {
+    pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Self, PolicyError> {
+        let manifest = Manifest::load(dir, true)?;
+        match manifest.policy_type.as_str() {
+            "vla_jepa" => Ok(Policy::VlaJepa(vla_jepa::VlaJepaPolicy::load(dir, manifest, backend)?)),
+            other => Err(PolicyError::UnsupportedPolicy {
+                dir: dir.display().to_string(),
+                found: other.to_string(),
+            }),
+        }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        match self {
+            Policy::VlaJepa(p) => p.manifest(),
+        }
+    }
+
+    pub fn predict_chunk(
+        &self,
+        observation: &Observation,
+        noise: &Noise,
+        keep_intermediates: bool,
+    ) -> Result<Prediction, PolicyError> {
+        match self {
+            Policy::VlaJepa(p) => p.predict_chunk(observation, noise, keep_intermediates),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The VLA-JEPA pipeline: camera frames → Qwen3-VL vision → text stack (read at the
+//! embodied-action rows) → DiT Euler loop → post-processing.
+
+use super::observation::ImageInput;
+use super::{Noise, Observation, PolicyError, Prediction, StageTimings};
+use crate::backend::{Backend, GraphSession, TensorValue};
+use crate::manifest::Manifest;
+use crate::postprocess::apply_post_steps;
+use crate::preprocess::image::{self as img, ImageF32};
+use crate::preprocess::{prompt, qwen_image, tokenize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vjx_graphs::qwen3_vl::{rope, text as text_io, vision as vision_io, vision_inputs};
+use vjx_graphs::vla_jepa::dit as dit_io;
+
+pub struct VlaJepaPolicy {
+    manifest: Manifest,
+    vision: Box<dyn GraphSession>,
+    text: Box<dyn GraphSession>,
+    dit_step: Box<dyn GraphSession>,
+    tokenizer: tokenize::PolicyTokenizer,
+    chat_template: String,
+}
+
+/// What preprocessing produced for the graphs.
+struct Prepared {
+    input_ids: Vec<i64>,
+    pixel_values: Vec<f32>,
+    patch_dim: usize,
+    grids: Vec<[usize; 3]>,
+}
+
+fn graph_path(dir: &Path, manifest: &Manifest, role: &str) -> Result<PathBuf, PolicyError> {
+    let entry = manifest.graphs.get(role).ok_or_else(|| {
+        PolicyError::Other(format!("{}: manifest lists no `{role}` graph", dir.display()))
+    })?;
+    Ok(dir.join(&entry.file))
+}
+
+impl VlaJepaPolicy {
+    pub fn load(dir: &Path, manifest: Manifest, backend: &dyn Backend) -> Result<Self, PolicyError> {
+        let spec = &manifest.vla_jepa;
+        let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
+        let chat_template = std::fs::read_to_string(dir.join(&spec.chat_template_file)).map_err(|e| {
+            PolicyError::Other(format!("{}: {e}", dir.join(&spec.chat_template_file).display()))
+        })?;
+        let vision = backend.load(&graph_path(dir, &manifest, "vision")?)?;
+        let text = backend.load(&graph_path(dir, &manifest, "text")?)?;
+        let dit_step = backend.load(&graph_path(dir, &manifest, "dit_step")?)?;
+        Ok(VlaJepaPolicy { manifest, vision, text, dit_step, tokenizer, chat_template })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn check_observation(&self, obs: &Observation) -> Result<(), PolicyError> {
+        let spec = &self.manifest.vla_jepa;
+        let known: Vec<&str> = spec.cameras.iter().map(|c| c.key.as_str()).collect();
+        for key in obs.images.keys() {
+            if !known.contains(&key.as_str()) {
+                return Err(PolicyError::Input(format!(
+                    "image key `{key}` is not a camera of this policy (cameras: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        for key in &known {
+            if !obs.images.contains_key(*key) {
+                return Err(PolicyError::Input(format!(
+                    "camera `{key}` is missing: pass --image {key}=<path> (cameras: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        if let (Some(dim), Some(state)) = (spec.state_dim, obs.state.as_ref()) {
+            if state.len() != dim {
+                return Err(PolicyError::Input(format!(
+                    "state has {} values, this policy needs {dim}",
+                    state.len()
+                )));
+            }
+            if let Some(i) = state.iter().position(|v| !v.is_finite()) {
+                return Err(PolicyError::Input(format!("state value {} at index {i} is not finite", state[i])));
+            }
+        }
+        if spec.state_dim.is_some() && obs.state.is_none() {
+            return Err(PolicyError::Input(format!(
+                "this policy needs the robot state ({} values): pass --state",
+                spec.state_dim.unwrap()
+            )));
+        }
+        Ok(())
+    }
+
+    fn frame(&self, key: &str, input: &ImageInput) -> Result<ImageF32, PolicyError> {
+        let frame = match input {
+            ImageInput::Path(p) => img::load_rgb_f32(p)?,
+            ImageInput::Frame(f) => img::to_three_channels(f.clone()),
+        };
+        if frame.dim().0 != 3 {
+            return Err(PolicyError::Input(format!(
+                "camera `{key}`: frame has {} channels, expected 1 or 3",
+                frame.dim().0
+            )));
+        }
+        Ok(frame)
+    }
+
+    fn prepare(&self, obs: &Observation) -> Result<Prepared, PolicyError> {
+        let spec = &self.manifest.vla_jepa;
+        let mut frames = Vec::with_capacity(spec.cameras.len());
+        for camera in &spec.cameras {
+            let mut frame = self.frame(&camera.key, &obs.images[&camera.key])?;
+            if let Some(size) = spec.resize_images_to {
+                let (_, h, w) = frame.dim();
+                if [h, w] != size {
+                    frame = img::area_resize(frame.view(), size);
+                }
+            }
+            frames.push(frame);
+        }
+        let views: Vec<_> = frames.iter().map(|f| f.view()).collect();
+        let vision = qwen_image::process_images(&views, &spec.image)?;
+        let tokens_per_image = vision.tokens_per_image(spec.image.merge_size);
+        let instruction = prompt::instruction_prompt(&spec.prompt, obs.task.as_deref())?;
+        let chat = prompt::render_chat(&self.chat_template, spec.cameras.len(), &instruction)?;
+        let input_ids = self.tokenizer.encode_chat(&chat, &tokens_per_image)?;
+        let grids = vision
+            .image_grid_thw
+            .rows()
+            .into_iter()
+            .map(|r| [r[0] as usize, r[1] as usize, r[2] as usize])
+            .collect();
+        let patch_dim = vision.pixel_values.ncols();
+        let (pixel_values, _) = vision.pixel_values.into_raw_vec_and_offset();
+        Ok(Prepared { input_ids, pixel_values, patch_dim, grids })
+    }
+
+    /// Runs the vision graph once per image; returns `(image_embeds, deepstack[k])`, rows of all
+    /// images concatenated in camera order.
+    fn encode_images(&self, prep: &Prepared) -> Result<(Vec<f32>, Vec<Vec<f32>>), PolicyError> {
+        let vcfg = &self.manifest.vla_jepa.backbone.vision_config;
+        let taps = vcfg.deepstack_visual_indexes.len();
+        let (mut embeds, mut deepstack) = (Vec::new(), vec![Vec::new(); taps]);
+        let mut offset = 0;
+        for grid in &prep.grids {
+            let n = grid[0] * grid[1] * grid[2];
+            let rows = prep.pixel_values[offset * prep.patch_dim..(offset + n) * prep.patch_dim].to_vec();
+            offset += n;
+            let tables = vision_inputs::vision_inputs(vcfg, *grid);
+            let hd = vcfg.head_dim();
+            let inputs = [
+                (vision_io::PIXEL_VALUES, TensorValue::f32(&[n, prep.patch_dim], rows)),
+                (vision_io::POS_EMBED_INDEX, TensorValue::i64(&[4, n], tables.pos_embed_index)),
+                (vision_io::POS_EMBED_WEIGHT, TensorValue::f32(&[4, n], tables.pos_embed_weight)),
+                (vision_io::ROPE_COS, TensorValue::f32(&[n, hd], tables.rope_cos)),
+                (vision_io::ROPE_SIN, TensorValue::f32(&[n, hd], tables.rope_sin)),
+            ];
+            let mut out = self.vision.run(&inputs)?;
+            embeds.extend(take_f32(&mut out, vision_io::IMAGE_EMBEDS)?);
+            for (k, acc) in deepstack.iter_mut().enumerate() {
+                acc.extend(take_f32(&mut out, &vision_io::deepstack_output_name(k))?);
+            }
+        }
+        Ok((embeds, deepstack))
+    }
+
+    fn embodied_hidden(
+        &self,
+        input_ids: &[i64],
+        grids: &[[usize; 3]],
+        image_embeds: &[f32],
+        deepstack: &[Vec<f32>],
+    ) -> Result<(Vec<f32>, usize), PolicyError> {
+        let spec = &self.manifest.vla_jepa;
+        let tcfg = &spec.backbone.text_config;
+        let hidden = tcfg.hidden_size;
+        let seq = input_ids.len();
+        let image_token = spec.backbone.image_token_id;
+        let positions = rope::mrope_position_ids(input_ids, grids, image_token, spec.image.merge_size);
+        let (cos, sin) = rope::mrope_cos_sin(tcfg, &positions);
+        let readout: Vec<i64> = input_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == spec.embodied_token_id)
+            .map(|(i, _)| i as i64)
+            .collect();
+        if readout.len() != spec.prompt.num_embodied {
+            return Err(PolicyError::Other(format!(
+                "prompt has {} embodied-action tokens, expected {}",
+                readout.len(),
+                spec.prompt.num_embodied
+            )));
+        }
+        let image_rows = image_embeds.len() / hidden;
+        let hd = tcfg.head_dim();
+        let mut inputs = vec![
+            (text_io::INPUT_IDS.to_string(), TensorValue::i64(&[seq], input_ids.to_vec())),
+            (text_io::IMAGE_EMBEDS.to_string(), TensorValue::f32(&[image_rows, hidden], image_embeds.to_vec())),
+            (
+                text_io::IMAGE_ROW_INDEX.to_string(),
+                TensorValue::i64(&[seq], rope::image_row_index(input_ids, image_token)),
+            ),
+            (text_io::ROPE_COS.to_string(), TensorValue::f32(&[seq, hd], cos)),
+            (text_io::ROPE_SIN.to_string(), TensorValue::f32(&[seq, hd], sin)),
+            (text_io::ATTENTION_BIAS.to_string(), TensorValue::f32(&[seq, seq], rope::causal_bias(seq))),
+            (text_io::READOUT_INDEX.to_string(), TensorValue::i64(&[readout.len()], readout.clone())),
+        ];
+        for (k, ds) in deepstack.iter().enumerate() {
+            inputs.push((text_io::deepstack_input_name(k), TensorValue::f32(&[image_rows, hidden], ds.clone())));
+        }
+        let named: Vec<(&str, TensorValue)> = inputs.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        let mut out = self.text.run(&named)?;
+        Ok((take_f32(&mut out, text_io::READOUT_HIDDEN)?, readout.len()))
+    }
+
+    pub fn predict_chunk(
+        &self,
+        obs: &Observation,
+        noise: &Noise,
+        keep: bool,
+    ) -> Result<Prediction, PolicyError> {
+        let spec = &self.manifest.vla_jepa;
+        let (chunk, adim) = (spec.chunk_size, spec.action_dim);
+        self.check_observation(obs)?;
+        let mut x = noise.materialize(chunk, adim)?;
+        let mut timings: StageTimings = Vec::new();
+        let mut dump = BTreeMap::new();
+
+        let t = Instant::now();
+        let prep = self.prepare(obs)?;
+        timings.push(("preprocess".into(), ms(t)));
+
+        let t = Instant::now();
+        let (image_embeds, deepstack) = self.encode_images(&prep)?;
+        timings.push(("vision".into(), ms(t)));
+
+        let t = Instant::now();
+        let (cond, cond_rows) = self.embodied_hidden(&prep.input_ids, &prep.grids, &image_embeds, &deepstack)?;
+        timings.push(("text".into(), ms(t)));
+        let cond_dim = cond.len() / cond_rows;
+
+        let state = match (spec.state_dim, &obs.state) {
+            (Some(_), Some(raw)) => {
+                let mut s = raw.clone();
+                if let Some(norm) = &self.manifest.normalization.state {
+                    norm.normalize(&mut s);
+                }
+                Some(s)
+            }
+            _ => None,
+        };
+
+        let steps = spec.timesteps.len();
+        let dt = 1.0 / steps as f32;
+        let mut velocities = Vec::with_capacity(steps);
+        for (s, &timestep) in spec.timesteps.iter().enumerate() {
+            let t = Instant::now();
+            let mut inputs = vec![
+                (dit_io::NOISY_ACTIONS, TensorValue::f32(&[chunk, adim], x.clone())),
+                (dit_io::TIMESTEP, TensorValue::i64(&[1], vec![timestep])),
+                (dit_io::CONDITIONING, TensorValue::f32(&[cond_rows, cond_dim], cond.clone())),
+            ];
+            if let Some(st) = &state {
+                inputs.push((dit_io::STATE, TensorValue::f32(&[st.len()], st.clone())));
+            }
+            let mut out = self.dit_step.run(&inputs)?;
+            let v = take_f32(&mut out, dit_io::VELOCITY)?;
+            for (xi, vi) in x.iter_mut().zip(&v) {
+                *xi += dt * vi;
+            }
+            timings.push((format!("dit_step{s}"), ms(t)));
+            velocities.push(v);
+        }
+
+        let t = Instant::now();
+        let actions_normalized = x.clone();
+        let mut actions = x;
+        apply_post_steps(
+            &self.manifest.postprocess,
+            &self.manifest.normalization.action,
+            &mut actions,
+            adim,
+            obs.state.as_deref(),
+        );
+        timings.push(("postprocess".into(), ms(t)));
+
+        if keep {
+            let rows = |v: &[f32], w: usize| TensorValue::f32(&[v.len() / w, w], v.to_vec());
+            let hidden = spec.backbone.text_config.hidden_size;
+            dump.insert("input_ids".into(), TensorValue::i64(&[prep.input_ids.len()], prep.input_ids.clone()));
+            dump.insert("pixel_values".into(), rows(&prep.pixel_values, prep.patch_dim));
+            let grid_flat: Vec<i64> = prep.grids.iter().flatten().map(|&g| g as i64).collect();
+            dump.insert("image_grid_thw".into(), TensorValue::i64(&[prep.grids.len(), 3], grid_flat));
+            dump.insert("vision_embeds".into(), rows(&image_embeds, hidden));
+            for (k, ds) in deepstack.iter().enumerate() {
+                dump.insert(format!("deepstack_{k}"), rows(ds, hidden));
+            }
+            dump.insert("embodied_hidden".into(), rows(&cond, cond_dim));
+            if let Some(st) = &state {
+                dump.insert("state_normalized".into(), TensorValue::f32(&[st.len()], st.clone()));
+            }
+            for (s, v) in velocities.iter().enumerate() {
+                dump.insert(format!("velocity_step{s}"), rows(v, adim));
+            }
+            dump.insert("actions_normalized".into(), rows(&actions_normalized, adim));
+            dump.insert("actions".into(), rows(&actions, adim));
+        }
+        Ok(Prediction {
+            actions,
+            actions_normalized,
+            chunk_size: chunk,
+            action_dim: adim,
+            timings_ms: timings,
+            intermediates: dump,
+        })
+    }
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn take_f32(out: &mut crate::backend::Outputs, name: &str) -> Result<Vec<f32>, PolicyError> {
+    let v = out
+        .remove(name)
+        .ok_or_else(|| PolicyError::Other(format!("graph output `{name}` missing")))?;
+    Ok(v.into_f32()?.into_raw_vec_and_offset().0)
+}

@@ -1,0 +1,199 @@
+//! Normalization of the state going in and the post-processing of the action chunk coming
+//! out, as the checkpoint's LeRobot processor pipelines define them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NormMode {
+    MeanStd,
+    MinMax,
+    Identity,
+}
+
+/// One feature's normalization statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureNorm {
+    pub mode: NormMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub state: Option<FeatureNorm>,
+    pub action: FeatureNorm,
+}
+
+/// The post-processing steps, in the checkpoint's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum PostStep {
+    Clip { min: f32, max: f32 },
+    PreSnapGripper { dim: usize, threshold: f32 },
+    Unnormalize,
+    AbsoluteActions { mask: Vec<bool> },
+    BinarizeGripper { dim: usize, threshold: f32 },
+}
+
+/// LeRobot's epsilon in `(x - mean) / (std + eps)` and in a zero min-max range.
+const NORM_EPS: f32 = 1e-8;
+
+impl FeatureNorm {
+    fn stat<'a>(stat: &'a Option<Vec<f32>>, name: &str, len: usize) -> &'a [f32] {
+        let v = stat
+            .as_deref()
+            .unwrap_or_else(|| panic!("normalization stat `{name}` missing (manifest validated on load)"));
+        assert_eq!(v.len(), len, "normalization stat `{name}` length");
+        v
+    }
+
+    /// Raw → normalized.
+    pub fn normalize(&self, x: &mut [f32]) {
+        let n = x.len();
+        match self.mode {
+            NormMode::Identity => {}
+            NormMode::MeanStd => {
+                let (mean, std) = (Self::stat(&self.mean, "mean", n), Self::stat(&self.std, "std", n));
+                for i in 0..n {
+                    x[i] = (x[i] - mean[i]) / (std[i] + NORM_EPS);
+                }
+            }
+            NormMode::MinMax => {
+                let (min, max) = (Self::stat(&self.min, "min", n), Self::stat(&self.max, "max", n));
+                for i in 0..n {
+                    let denom = min_max_denom(min[i], max[i]);
+                    x[i] = (x[i] - min[i]) / denom * 2.0 - 1.0;
+                }
+            }
+        }
+    }
+
+    /// Normalized → raw.
+    pub fn unnormalize(&self, x: &mut [f32]) {
+        let n = x.len();
+        match self.mode {
+            NormMode::Identity => {}
+            NormMode::MeanStd => {
+                let (mean, std) = (Self::stat(&self.mean, "mean", n), Self::stat(&self.std, "std", n));
+                for i in 0..n {
+                    x[i] = x[i] * std[i] + mean[i];
+                }
+            }
+            NormMode::MinMax => {
+                let (min, max) = (Self::stat(&self.min, "min", n), Self::stat(&self.max, "max", n));
+                for i in 0..n {
+                    let denom = min_max_denom(min[i], max[i]);
+                    x[i] = (x[i] + 1.0) / 2.0 * denom + min[i];
+                }
+            }
+        }
+    }
+
+    /// The feature width its statistics describe (None for identity without stats).
+    pub fn width(&self) -> Option<usize> {
+        [&self.mean, &self.std, &self.min, &self.max]
+            .into_iter()
+            .flatten()
+            .map(|v| v.len())
+            .next()
+    }
+}
+
+fn min_max_denom(min: f32, max: f32) -> f32 {
+    let d = max - min;
+    if d == 0.0 {
+        NORM_EPS
+    } else {
+        d
+    }
+}
+
+/// Applies `steps` to each row (one action) of a `[chunk, action_dim]` chunk in place.
+/// `raw_state` is the un-normalized robot state, used by the relative-actions step.
+pub fn apply_post_steps(
+    steps: &[PostStep],
+    action_norm: &FeatureNorm,
+    chunk: &mut [f32],
+    action_dim: usize,
+    raw_state: Option<&[f32]>,
+) {
+    for row in chunk.chunks_mut(action_dim) {
+        for step in steps {
+            match step {
+                PostStep::Clip { min, max } => row.iter_mut().for_each(|v| *v = v.clamp(*min, *max)),
+                PostStep::PreSnapGripper { dim, threshold } => {
+                    row[*dim] = if row[*dim] >= *threshold { 1.0 } else { 0.0 };
+                }
+                PostStep::Unnormalize => action_norm.unnormalize(row),
+                PostStep::AbsoluteActions { mask } => {
+                    if let Some(state) = raw_state {
+                        for (i, m) in mask.iter().enumerate().take(row.len().min(state.len())) {
+                            if *m {
+                                row[i] += state[i];
+                            }
+                        }
+                    }
+                }
+                PostStep::BinarizeGripper { dim, threshold } => {
+                    row[*dim] = if row[*dim] > *threshold { -1.0 } else { 1.0 };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn min_max(min: Vec<f32>, max: Vec<f32>) -> FeatureNorm {
+        FeatureNorm { mode: NormMode::MinMax, mean: None, std: None, min: Some(min), max: Some(max) }
+    }
+
+    #[test]
+    fn min_max_unnormalize_maps_minus_one_to_min_and_one_to_max() {
+        let norm = min_max(vec![-2.0, 0.0], vec![2.0, 10.0]);
+        let mut x = [-1.0, 1.0];
+        norm.unnormalize(&mut x);
+        assert_eq!(x, [-2.0, 10.0]);
+    }
+
+    #[test]
+    fn mean_std_normalize_divides_by_std_plus_eps() {
+        let norm = FeatureNorm { mode: NormMode::MeanStd, mean: Some(vec![1.0]), std: Some(vec![2.0]), min: None, max: None };
+        let mut x = [5.0];
+        norm.normalize(&mut x);
+        assert!((x[0] - 4.0 / (2.0 + 1e-8)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn clip_then_unnormalize_keeps_actions_inside_the_range() {
+        let norm = min_max(vec![0.0, 0.0], vec![4.0, 4.0]);
+        let mut chunk = [3.0, -0.5, -7.0, 0.0];
+        apply_post_steps(&[PostStep::Clip { min: -1.0, max: 1.0 }, PostStep::Unnormalize], &norm, &mut chunk, 2, None);
+        assert_eq!(chunk, [4.0, 1.0, 0.0, 2.0]);
+    }
+
+    #[test]
+    fn binarize_gripper_maps_open_to_minus_one() {
+        let norm = min_max(vec![0.0], vec![1.0]);
+        let mut chunk = [0.7, 0.2];
+        apply_post_steps(&[PostStep::BinarizeGripper { dim: 0, threshold: 0.5 }], &norm, &mut chunk, 1, None);
+        assert_eq!(chunk, [-1.0, 1.0]);
+    }
+
+    #[test]
+    fn absolute_actions_add_the_raw_state_where_the_mask_allows() {
+        let norm = min_max(vec![0.0, 0.0], vec![1.0, 1.0]);
+        let mut chunk = [1.0, 1.0];
+        apply_post_steps(&[PostStep::AbsoluteActions { mask: vec![true, false] }], &norm, &mut chunk, 2, Some(&[10.0, 10.0]));
+        assert_eq!(chunk, [11.0, 1.0]);
+    }
+}

@@ -1,0 +1,10 @@
+//! Host-side preprocessing, matching upstream LeRobot + transformers: image preparation,
+//! prompt construction and the chat template, tokenization.
+
+mod error;
+pub mod image;
+pub mod prompt;
+pub mod qwen_image;
+pub mod tokenize;
+
+pub use error::PreprocessError;

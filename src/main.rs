@@ -1,0 +1,311 @@
+//! `vjx`: export VLA policies from LeRobot checkpoints to ONNX, then run and benchmark them.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use vjx_exporter::export::{export, ExportOptions};
+use vjx_runtime::backend::tract::TractBackend;
+use vjx_runtime::backend::Backend;
+use vjx_runtime::bench::{run_bench, BenchConfig, BenchReport};
+use vjx_runtime::policy::observation::ImageInput;
+use vjx_runtime::policy::{Noise, Observation, Policy};
+
+#[derive(Parser)]
+#[command(name = "vjx", version, about = "Export VLA robot policies from LeRobot checkpoints to ONNX, and run them on the robot.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Export a LeRobot checkpoint (local dir or hub id) to an ONNX export dir.
+    Export(ExportArgs),
+    /// Predict one action chunk from one observation.
+    Run(RunArgs),
+    /// Measure latency per chunk and per stage.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Checkpoint: a local dir, or a hub id such as lerobot/VLA-JEPA-LIBERO (cache, then download).
+    #[arg(long)]
+    checkpoint: String,
+    /// Backbone dir or hub id; defaults to `qwen_model_name` in the checkpoint's config.json.
+    #[arg(long)]
+    backbone: Option<String>,
+    /// Hub revision (branch, tag or commit) of the checkpoint.
+    #[arg(long)]
+    revision: Option<String>,
+    /// Output export dir (written to a temp dir first, then renamed into place).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing output dir.
+    #[arg(long)]
+    force: bool,
+    /// Print a JSON report on stdout (no progress output).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct ObservationArgs {
+    /// A camera frame: `<feature key>=<image path>`, once per camera.
+    #[arg(long = "image", value_name = "KEY=PATH")]
+    images: Vec<String>,
+    /// Robot state, comma-separated raw values.
+    #[arg(long, value_name = "V1,V2,...", allow_hyphen_values = true)]
+    state: Option<String>,
+    /// Task instruction.
+    #[arg(long)]
+    task: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct BackendArgs {
+    /// Inference backend.
+    #[arg(long, default_value = "tract", value_parser = ["tract"])]
+    backend: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Export dir written by `vjx export`.
+    export_dir: PathBuf,
+    #[command(flatten)]
+    observation: ObservationArgs,
+    /// Initial noise: a float32 .npy of shape [chunk_size, action_dim].
+    #[arg(long, conflicts_with = "seed")]
+    noise: Option<PathBuf>,
+    /// Seed of the Gaussian initial noise (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print `{"actions": [...], "timings_ms": {...}}` on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write every stage's tensors as .npy files into this dir.
+    #[arg(long)]
+    dump: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Export dir written by `vjx export`.
+    export_dir: PathBuf,
+    #[command(flatten)]
+    observation: ObservationArgs,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    /// Untimed iterations after the first call.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Print one JSON object on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Export(a) => cmd_export(a),
+        Command::Run(a) => cmd_run(a),
+        Command::Bench(a) => cmd_bench(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn cmd_export(a: ExportArgs) -> Result<()> {
+    let report = export(&ExportOptions {
+        checkpoint: a.checkpoint,
+        backbone: a.backbone,
+        revision: a.revision,
+        out: a.out,
+        force: a.force,
+        progress: !a.json,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for g in &report.graphs {
+            eprintln!("  {:<9} {:<14} {:>6} nodes {:>10.2} MB", g.role, g.file, g.nodes, g.weight_bytes as f64 / 1e6);
+        }
+        eprintln!("exported {} in {:.1} s", report.out.display(), report.seconds);
+    }
+    Ok(())
+}
+
+fn backend(args: &BackendArgs) -> Result<Box<dyn Backend>> {
+    match args.backend.as_str() {
+        "tract" => Ok(Box::new(TractBackend)),
+        other => bail!("unknown backend `{other}` (available: tract)"),
+    }
+}
+
+fn parse_state(text: &str) -> Result<Vec<f32>> {
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f32>()
+                .with_context(|| format!("--state: `{v}` is not a number"))
+        })
+        .collect()
+}
+
+fn observation(args: &ObservationArgs) -> Result<Observation> {
+    let mut obs = Observation::default();
+    for item in &args.images {
+        let (key, path) = item
+            .split_once('=')
+            .with_context(|| format!("--image `{item}`: expected <feature key>=<path>"))?;
+        if obs.images.insert(key.to_string(), ImageInput::Path(PathBuf::from(path))).is_some() {
+            bail!("--image: camera `{key}` given twice");
+        }
+    }
+    obs.state = args.state.as_deref().map(parse_state).transpose()?;
+    obs.task = args.task.clone();
+    Ok(obs)
+}
+
+/// A deterministic observation for `vjx bench` without `--image`: smooth colour gradients at
+/// each camera's declared size, the state's mean (zeros without stats), and a fixed task.
+fn sample_observation(policy: &Policy) -> Observation {
+    let spec = &policy.manifest().vla_jepa;
+    let mut obs = Observation::default();
+    for (ci, cam) in spec.cameras.iter().enumerate() {
+        let (h, w) = (cam.shape.get(1).copied().unwrap_or(64), cam.shape.get(2).copied().unwrap_or(64));
+        let frame = ndarray::Array3::from_shape_fn((3, h, w), |(c, y, x)| {
+            ((x as f32 / w as f32) * (c as f32 + 1.0) + (y as f32 / h as f32) * (ci as f32 + 0.5)) % 1.0
+        });
+        obs.images.insert(cam.key.clone(), ImageInput::Frame(frame));
+    }
+    if let Some(dim) = spec.state_dim {
+        let mean = policy
+            .manifest()
+            .normalization
+            .state
+            .as_ref()
+            .and_then(|n| n.mean.clone())
+            .unwrap_or_else(|| vec![0.0; dim]);
+        obs.state = Some(mean);
+    }
+    obs.task = Some("pick up the object and place it in the basket".to_string());
+    obs
+}
+
+fn read_noise(path: &Path) -> Result<Noise> {
+    let array = vjx_runtime::npy::read_f32(path)?;
+    Ok(Noise::Given { shape: array.shape().to_vec(), data: array.iter().copied().collect() })
+}
+
+fn cmd_run(a: RunArgs) -> Result<()> {
+    let obs = observation(&a.observation)?;
+    let backend = backend(&a.backend)?;
+    let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    let noise = match &a.noise {
+        Some(p) => read_noise(p)?,
+        None => Noise::Seeded(a.seed.unwrap_or(0)),
+    };
+    let prediction = policy.predict_chunk(&obs, &noise, a.dump.is_some())?;
+    if let Some(dir) = &a.dump {
+        write_dump(dir, &prediction.intermediates)?;
+    }
+    if a.json {
+        let timings: serde_json::Map<String, serde_json::Value> = prediction
+            .timings_ms
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+            .collect();
+        let out = serde_json::json!({ "actions": prediction.rows(), "timings_ms": timings });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        for (i, row) in prediction.rows().iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:>9.4}")).collect();
+            println!("{i:>3} {}", cells.join(" "));
+        }
+        let total: f64 = prediction.timings_ms.iter().map(|(_, v)| v).sum();
+        eprintln!("chunk of {} actions in {total:.1} ms", prediction.chunk_size);
+    }
+    Ok(())
+}
+
+/// Writes each tensor as `<dir>/<name>.npy` into a temp dir renamed into place.
+fn write_dump(dir: &Path, tensors: &std::collections::BTreeMap<String, vjx_runtime::backend::TensorValue>) -> Result<()> {
+    use vjx_runtime::backend::TensorValue;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, value) in tensors {
+        let path = dir.join(format!("{name}.npy"));
+        match value {
+            TensorValue::F32(a) => vjx_runtime::npy::write_f32(&path, a)?,
+            TensorValue::I64(a) => vjx_runtime::npy::write_i64(&path, a)?,
+        }
+    }
+    Ok(())
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    let backend = backend(&a.backend)?;
+    let t = Instant::now();
+    let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let obs = if a.observation.images.is_empty() {
+        let mut obs = sample_observation(&policy);
+        if a.observation.state.is_some() || a.observation.task.is_some() {
+            let given = observation(&a.observation)?;
+            obs.state = given.state.or(obs.state);
+            obs.task = given.task.or(obs.task);
+        }
+        obs
+    } else {
+        observation(&a.observation)?
+    };
+    let cfg = BenchConfig {
+        iters: a.iters,
+        warmup: a.warmup,
+        backend: backend.name().to_string(),
+        device: "cpu".to_string(),
+        load_ms,
+    };
+    let quiet = a.json;
+    let report = run_bench(&policy, &obs, &cfg, |i, n| {
+        if !quiet {
+            eprint!("\r  iteration {i}/{n}");
+        }
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!();
+        print_bench_table(&report);
+    }
+    Ok(())
+}
+
+fn print_bench_table(r: &BenchReport) {
+    println!("{} on {} ({}), {} precision, {} iterations", r.policy_type, r.backend, r.device, r.precision, r.iters);
+    let l = &r.latency_ms;
+    println!("latency per chunk  p50 {:.2} ms  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}", l.p50, l.p90, l.p99, l.min, l.max);
+    println!("{:<14} {:>10} {:>10}", "stage", "p50 ms", "p90 ms");
+    for name in &r.stage_order {
+        let s = &r.stages_ms[name];
+        println!("{name:<14} {:>10.2} {:>10.2}", s.p50, s.p90);
+    }
+    println!(
+        "{:.2} chunks/s, control rate {:.1} Hz ({} actions per chunk), first call {:.1} ms, load {:.1} ms, peak RSS {}",
+        r.chunks_per_s,
+        r.control_hz,
+        r.n_action_steps,
+        r.first_call_ms,
+        r.load_ms,
+        r.peak_rss_mb.map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "n/a".into())
+    );
+}

@@ -1,0 +1,128 @@
+//! Shared helpers for the end-to-end tests: fixture cases, one cached export per case, the
+//! `vjx` binary, and the relative L2 error.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_root() -> PathBuf {
+    repo_root().join("tests/fixtures/vla_jepa")
+}
+
+/// Every fixture case; fails the test when there are none.
+pub fn cases() -> Vec<PathBuf> {
+    let root = fixtures_root();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("fixtures missing at {}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("checkpoint/config.json").is_file())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no fixture cases under {}", root.display());
+    cases
+}
+
+pub fn case(name: &str) -> PathBuf {
+    let p = fixtures_root().join(name);
+    assert!(p.join("checkpoint/config.json").is_file(), "fixture case {name} missing");
+    p
+}
+
+/// The first case (alphabetically): the one the bad-input tests break in various ways.
+pub fn any_case() -> PathBuf {
+    cases().into_iter().next().unwrap()
+}
+
+pub fn observations(case: &Path) -> Vec<PathBuf> {
+    let mut obs: Vec<PathBuf> = std::fs::read_dir(case)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("obs_"))
+        .collect();
+    obs.sort();
+    assert!(!obs.is_empty(), "no obs_* dirs in {}", case.display());
+    obs
+}
+
+pub fn vjx() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vjx"))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A scratch dir kept for the whole test binary run.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// Exports `case` once per test binary and returns the export dir.
+pub fn exported(case: &Path) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let out = scratch().join(format!("export-{name}"));
+    if !out.join("manifest.json").is_file() {
+        let status = vjx()
+            .args(["export", "--json", "--checkpoint"])
+            .arg(case.join("checkpoint"))
+            .arg("--backbone")
+            .arg(case.join("backbone"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "export of {name} failed: {}", stderr(&status));
+    }
+    out
+}
+
+/// The observation of a fixture as `vjx run` arguments: `--image k=path ... --state ... --task ...`.
+pub fn run_args(obs: &Path) -> Vec<String> {
+    let inputs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(obs.join("inputs.json")).unwrap()).unwrap();
+    let mut args = Vec::new();
+    for (key, file) in inputs["images"].as_object().unwrap() {
+        args.push("--image".to_string());
+        args.push(format!("{key}={}", obs.join(file.as_str().unwrap()).display()));
+    }
+    if let Some(state) = inputs["state"].as_array() {
+        let values: Vec<String> = state.iter().map(|v| format!("{}", v.as_f64().unwrap())).collect();
+        args.push(format!("--state={}", values.join(",")));
+    }
+    if let Some(task) = inputs["task"].as_str() {
+        args.push("--task".to_string());
+        args.push(task.to_string());
+    }
+    args
+}
+
+/// ‖out − ref‖ / ‖ref‖.
+pub fn rel_l2(out: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(out.len(), reference.len(), "length mismatch");
+    let (mut num, mut den) = (0f64, 0f64);
+    for (o, r) in out.iter().zip(reference) {
+        num += ((*o - *r) as f64).powi(2);
+        den += (*r as f64).powi(2);
+    }
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// Temp dirs an interrupted or failed export could leave beside `out`.
+pub fn leftover_staging_dirs(parent: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".vjx-export-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
