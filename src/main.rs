@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vjx_exporter::export::{export, ExportOptions};
+use vjx_runtime::backend::ort::{Device, OrtBackend};
 use vjx_runtime::backend::tract::TractBackend;
 use vjx_runtime::backend::Backend;
 use vjx_runtime::bench::{run_bench, BenchConfig, BenchReport};
@@ -65,9 +66,12 @@ struct ObservationArgs {
 
 #[derive(Args, Clone)]
 struct BackendArgs {
-    /// Inference backend.
-    #[arg(long, default_value = "tract", value_parser = ["tract"])]
+    /// Inference backend: tract (pure Rust) or ort (ONNX Runtime, found at run time).
+    #[arg(long, default_value = "tract", value_parser = ["tract", "ort"])]
     backend: String,
+    /// Device of the ort backend: cpu, cuda or tensorrt (tract runs on the CPU only).
+    #[arg(long, default_value = "cpu", value_parser = Device::NAMES)]
+    device: String,
 }
 
 #[derive(Args)]
@@ -145,9 +149,12 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
 }
 
 fn backend(args: &BackendArgs) -> Result<Box<dyn Backend>> {
+    let device: Device = args.device.parse()?;
     match args.backend.as_str() {
-        "tract" => Ok(Box::new(TractBackend)),
-        other => bail!("unknown backend `{other}` (available: tract)"),
+        "tract" if device == Device::Cpu => Ok(Box::new(TractBackend)),
+        "tract" => bail!("the tract backend runs on the CPU only; use `--backend ort --device {device}`"),
+        "ort" => Ok(Box::new(OrtBackend::new(device)?)),
+        other => bail!("unknown backend `{other}` (available: tract, ort)"),
     }
 }
 
@@ -272,7 +279,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         iters: a.iters,
         warmup: a.warmup,
         backend: backend.name().to_string(),
-        device: "cpu".to_string(),
+        device: a.backend.device.clone(),
         load_ms,
     };
     let quiet = a.json;

@@ -1,4 +1,5 @@
-//! End to end: every fixture case, exported and run through the `vjx` CLI on tract, matches
+//! End to end: every fixture case, exported and run through the `vjx` CLI on tract and on ONNX
+//! Runtime's CPU provider (which needs ORT_DYLIB_PATH or an installed onnxruntime), matches
 //! upstream LeRobot at every stage (FP32 bar: relative L2 ≤ 1e-4; integer tensors exact).
 
 mod common;
@@ -12,13 +13,15 @@ const FP32_BAR: f64 = 1e-4;
 /// Stages compared exactly (integers).
 const EXACT: &[&str] = &["input_ids", "image_grid_thw"];
 
-/// Runs `vjx run --dump` for one observation and returns (stage, error) for every expected file.
-fn stage_errors(export: &Path, obs: &Path) -> Vec<(String, f64)> {
+/// Runs `vjx run --dump` on `backend` for one observation and returns (stage, error) for every
+/// expected file.
+fn stage_errors(export: &Path, obs: &Path, backend: &str) -> Vec<(String, f64)> {
     let dump = tempfile::tempdir().unwrap();
     let out = vjx()
         .arg("run")
         .arg(export)
         .args(run_args(obs))
+        .args(["--backend", backend])
         .arg("--noise")
         .arg(obs.join("noise.npy"))
         .arg("--dump")
@@ -26,7 +29,7 @@ fn stage_errors(export: &Path, obs: &Path) -> Vec<(String, f64)> {
         .arg("--json")
         .output()
         .unwrap();
-    assert!(out.status.success(), "vjx run failed on {}: {}", obs.display(), stderr(&out));
+    assert!(out.status.success(), "vjx run --backend {backend} failed on {}: {}", obs.display(), stderr(&out));
     let mut errors = Vec::new();
     let mut expected: Vec<_> = std::fs::read_dir(obs.join("expected"))
         .unwrap()
@@ -56,14 +59,14 @@ fn stage_errors(export: &Path, obs: &Path) -> Vec<(String, f64)> {
     errors
 }
 
-#[test]
-fn every_fixture_matches_upstream_at_every_stage_on_tract() {
+/// Every stage of every fixture observation on `backend`, each within the FP32 bar.
+fn every_fixture_matches_upstream_at_every_stage(backend: &str) {
     let mut failures = Vec::new();
     let mut worst: std::collections::BTreeMap<String, f64> = Default::default();
     for case in cases() {
         let export = exported(&case);
         for obs in observations(&case) {
-            for (stage, err) in stage_errors(&export, &obs) {
+            for (stage, err) in stage_errors(&export, &obs, backend) {
                 let w = worst.entry(stage.clone()).or_insert(0.0);
                 *w = w.max(err);
                 if err > FP32_BAR {
@@ -72,11 +75,21 @@ fn every_fixture_matches_upstream_at_every_stage_on_tract() {
             }
         }
     }
-    println!("worst relative L2 per stage over all fixtures:");
+    println!("{backend}: worst relative L2 per stage over all fixtures:");
     for (stage, err) in &worst {
         println!("  {stage:<20} {err:.3e}");
     }
-    assert!(failures.is_empty(), "stages over the FP32 bar {FP32_BAR:e}:\n{}", failures.join("\n"));
+    assert!(failures.is_empty(), "{backend}: stages over the FP32 bar {FP32_BAR:e}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn every_fixture_matches_upstream_at_every_stage_on_tract() {
+    every_fixture_matches_upstream_at_every_stage("tract");
+}
+
+#[test]
+fn every_fixture_matches_upstream_at_every_stage_on_ort_cpu() {
+    every_fixture_matches_upstream_at_every_stage("ort");
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! Backends that run the exported ONNX graphs. tract is the zero-install default; every
-//! backend loads a graph file and runs it on named host tensors.
+//! Backends that run the exported ONNX graphs. tract is the zero-install default; ort (ONNX
+//! Runtime, opened at run time) adds CUDA and TensorRT. Every backend loads a graph file and
+//! runs it on named host tensors.
 
+pub mod ort;
+pub mod ort_library;
 pub mod tract;
 
 use ndarray::ArrayD;

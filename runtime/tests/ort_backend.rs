@@ -1,0 +1,221 @@
+//! The ONNX Runtime backend: finds its library, gives tract's numbers on the CPU, and refuses a
+//! GPU device it cannot set up. These tests need libonnxruntime (scripts/install_onnxruntime.sh,
+//! then ORT_DYLIB_PATH); without it they fail with the list of places looked.
+
+use ndarray::ArrayD;
+use std::path::{Path, PathBuf};
+use vjx_graphs::builder::{DType, Dim, GraphBuilder};
+use vjx_runtime::backend::ort::{Device, OrtBackend};
+use vjx_runtime::backend::ort_library::{find_library, open, OrtLibraryError, SearchPaths};
+use vjx_runtime::backend::tract::TractBackend;
+use vjx_runtime::backend::{Backend, BackendError, Outputs, TensorValue};
+
+const FEATURES: usize = 16;
+const CLASSES: usize = 32;
+
+fn cpu_backend() -> OrtBackend {
+    OrtBackend::new(Device::Cpu).unwrap_or_else(|e| panic!("the ort backend needs ONNX Runtime: {e}"))
+}
+
+/// `probs = softmax(x @ w + b)` with `w` (2 KiB) in the external data file, and `next_ids = ids + 1`.
+fn write_classifier(dir: &Path) -> PathBuf {
+    let mut g = GraphBuilder::new("classifier");
+    let x = g.input("x", DType::F32, &[Dim::from("rows"), Dim::from(FEATURES)]);
+    let ids = g.input("ids", DType::I64, &[Dim::from("rows")]);
+    let w = g.weight(
+        "w",
+        &[FEATURES, CLASSES],
+        (0..FEATURES * CLASSES).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect(),
+    );
+    let b = g.weight("b", &[CLASSES], (0..CLASSES).map(|i| i as f32 * 0.01 - 0.1).collect());
+    let logits = g.matmul(&x, &w);
+    let logits = g.add(&logits, &b);
+    let probs = g.softmax(&logits, -1);
+    g.output(&probs, "probs", DType::F32, &[Dim::from("rows"), Dim::from(CLASSES)]);
+    let one = g.const_i64(&[1]);
+    let next_ids = g.add(&ids, &one);
+    g.output(&next_ids, "next_ids", DType::I64, &[Dim::from("rows")]);
+    let written = g.finish().write(dir, "classifier").unwrap();
+    assert!(written.data_file.is_some(), "the weight must live in the external data file");
+    written.graph_file
+}
+
+fn classifier_inputs(rows: usize) -> Vec<(&'static str, TensorValue)> {
+    let x = (0..rows * FEATURES).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+    vec![
+        ("x", TensorValue::f32(&[rows, FEATURES], x)),
+        ("ids", TensorValue::i64(&[rows], (0..rows as i64).map(|i| i * 10 - 3).collect())),
+    ]
+}
+
+fn run(backend: &dyn Backend, graph: &Path, rows: usize) -> Outputs {
+    backend.load(graph).unwrap().run(&classifier_inputs(rows)).unwrap()
+}
+
+fn f32_of(outputs: &Outputs, name: &str) -> ArrayD<f32> {
+    outputs[name].clone().into_f32().unwrap()
+}
+
+fn rel_l2(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f64 {
+    let diff: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
+    let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
+    (diff / norm).sqrt()
+}
+
+#[test]
+fn cpu_gives_the_same_probabilities_as_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write_classifier(dir.path());
+    let ort = run(&cpu_backend(), &graph, 5);
+    let tract = run(&TractBackend, &graph, 5);
+    let (got, want) = (f32_of(&ort, "probs"), f32_of(&tract, "probs"));
+    assert_eq!(got.shape(), &[5, CLASSES]);
+    let err = rel_l2(&got, &want);
+    assert!(err < 1e-6, "ort vs tract relative L2 {err:e}");
+    for row in got.rows() {
+        assert!((row.sum() - 1.0).abs() < 1e-5, "a softmax row sums to {}", row.sum());
+    }
+}
+
+#[test]
+fn cpu_passes_i64_tensors_through_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = run(&cpu_backend(), &write_classifier(dir.path()), 4);
+    assert_eq!(outputs["next_ids"], TensorValue::i64(&[4], vec![-2, 8, 18, 28]));
+}
+
+#[test]
+fn one_session_runs_many_row_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = cpu_backend().load(&write_classifier(dir.path())).unwrap();
+    for rows in [1, 7, 3] {
+        let outputs = session.run(&classifier_inputs(rows)).unwrap();
+        assert_eq!(outputs["probs"].shape(), &[rows, CLASSES]);
+    }
+}
+
+#[test]
+fn the_session_lists_its_inputs_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = cpu_backend().load(&write_classifier(dir.path())).unwrap();
+    assert_eq!(session.input_names(), &["x".to_string(), "ids".to_string()]);
+}
+
+#[test]
+fn a_missing_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = cpu_backend().load(&write_classifier(dir.path())).unwrap();
+    let only_x = &classifier_inputs(2)[..1];
+    match session.run(only_x) {
+        Err(BackendError::MissingInput { name, graph }) => {
+            assert_eq!(name, "ids");
+            assert_eq!(graph, "classifier.onnx");
+        }
+        other => panic!("expected MissingInput, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_graph_file_that_is_not_onnx_fails_to_load_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.onnx");
+    std::fs::write(&bogus, b"not a protobuf").unwrap();
+    match cpu_backend().load(&bogus) {
+        Err(BackendError::Load { path, .. }) => assert_eq!(path, bogus),
+        Err(other) => panic!("expected a load error, got {other}"),
+        Ok(_) => panic!("a non-ONNX file loaded"),
+    }
+}
+
+/// This machine's ONNX Runtime is the CPU build: a GPU device must fail, naming its provider.
+fn gpu_error(device: Device) -> String {
+    match OrtBackend::new(device) {
+        Ok(_) => panic!("{device} was accepted by a CPU-only ONNX Runtime"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn cuda_without_the_cuda_provider_is_an_error_naming_it() {
+    let _loaded = cpu_backend();
+    let message = gpu_error(Device::Cuda);
+    assert!(message.contains("CUDAExecutionProvider"), "{message}");
+    assert!(message.contains("--device cpu"), "{message}");
+}
+
+#[test]
+fn tensorrt_without_the_tensorrt_provider_is_an_error_naming_it() {
+    let _loaded = cpu_backend();
+    let message = gpu_error(Device::TensorRt);
+    assert!(message.contains("TensorrtExecutionProvider"), "{message}");
+}
+
+#[test]
+fn devices_parse_from_their_cli_names() {
+    for name in Device::NAMES {
+        assert_eq!(name.parse::<Device>().unwrap().name(), name);
+    }
+    let err = "gpu".parse::<Device>().unwrap_err().to_string();
+    assert!(err.contains("`gpu`") && err.contains("cuda"), "{err}");
+}
+
+#[test]
+fn a_missing_ort_dylib_path_is_an_error_naming_it() {
+    let search = SearchPaths {
+        dylib_path: Some(PathBuf::from("/nonexistent/libonnxruntime.so.1.31.1")),
+        ..Default::default()
+    };
+    let err = find_library(&search).unwrap_err();
+    assert!(matches!(err, OrtLibraryError::DylibPathMissing(_)), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/libonnxruntime.so.1.31.1"), "{err}");
+}
+
+#[test]
+fn nothing_found_lists_every_place_looked_and_how_to_install() {
+    let empty = tempfile::tempdir().unwrap();
+    let search = SearchPaths {
+        dylib_path: None,
+        python_paths: vec![empty.path().join("site-packages")],
+        library_dirs: vec![empty.path().join("lib")],
+    };
+    let message = find_library(&search).unwrap_err().to_string();
+    for place in [
+        empty.path().join("site-packages/onnxruntime/capi/libonnxruntime.so*"),
+        empty.path().join("lib/libonnxruntime.so*"),
+    ] {
+        assert!(message.contains(&*place.to_string_lossy()), "{place:?} not listed in:\n{message}");
+    }
+    assert!(message.contains("ORT_DYLIB_PATH"), "{message}");
+    assert!(message.contains("pip install onnxruntime"), "{message}");
+}
+
+#[test]
+fn the_python_package_is_found_before_the_system_dirs() {
+    let root = tempfile::tempdir().unwrap();
+    let capi = root.path().join("site-packages/onnxruntime/capi");
+    let lib_dir = root.path().join("lib");
+    std::fs::create_dir_all(&capi).unwrap();
+    std::fs::create_dir_all(&lib_dir).unwrap();
+    std::fs::write(capi.join("libonnxruntime.so.1.31.1"), b"").unwrap();
+    std::fs::write(capi.join("libonnxruntime_providers_shared.so"), b"").unwrap();
+    std::fs::write(lib_dir.join("libonnxruntime.so"), b"").unwrap();
+    let search = SearchPaths {
+        dylib_path: None,
+        python_paths: vec![root.path().join("site-packages")],
+        library_dirs: vec![lib_dir.clone()],
+    };
+    assert_eq!(find_library(&search).unwrap(), capi.join("libonnxruntime.so.1.31.1"));
+    let system_only = SearchPaths { python_paths: vec![], ..search };
+    assert_eq!(find_library(&system_only).unwrap(), lib_dir.join("libonnxruntime.so"));
+}
+
+#[test]
+fn a_file_that_is_not_the_library_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libonnxruntime.so.1.31.1");
+    std::fs::write(&fake, b"not a shared library").unwrap();
+    // Whether or not another test opened the real library first, this is an error naming the file.
+    let err = open(&fake).err().expect("a text file opened as ONNX Runtime");
+    let fake = fake.canonicalize().unwrap();
+    assert!(err.to_string().contains(&*fake.to_string_lossy()), "{err}");
+}
