@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vjx_exporter::export::{export, ExportOptions};
+use vjx_graphs::Precision;
 use vjx_runtime::backend::ort::{Device, OrtBackend};
 use vjx_runtime::backend::tract::TractBackend;
 use vjx_runtime::backend::Backend;
@@ -49,6 +50,11 @@ struct ExportArgs {
     /// Print a JSON report on stdout (no progress output).
     #[arg(long)]
     json: bool,
+    /// Arithmetic of the graphs: fp32 (exact), fp16 (f16 weights and products; norms, softmax,
+    /// rotary tables and the Euler loop stay f32), or int8 (8-bit weights for the vision and
+    /// text stacks with dynamically quantized activations, for ONNX Runtime).
+    #[arg(long, default_value = "fp32", value_parser = Precision::NAMES)]
+    precision: String,
 }
 
 #[derive(Args, Clone)]
@@ -136,6 +142,7 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
         out: a.out,
         force: a.force,
         progress: !a.json,
+        precision: a.precision.parse().map_err(anyhow::Error::msg)?,
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use vjx_graphs::Precision;
 
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -18,6 +19,8 @@ pub struct ExportOptions {
     pub out: PathBuf,
     pub force: bool,
     pub progress: bool,
+    /// Arithmetic of the exported graphs (see `Precision`).
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,8 +37,13 @@ pub struct ExportReport {
     pub policy_type: String,
     pub checkpoint: PathBuf,
     pub backbone: PathBuf,
+    pub precision: String,
     pub graphs: Vec<ExportedGraph>,
+    /// Bytes of all graph weights as written.
+    pub weight_bytes: usize,
     pub seconds: f64,
+    /// Peak resident memory of this process so far (Linux; null elsewhere).
+    pub peak_rss_mb: Option<f64>,
 }
 
 /// Files every LeRobot checkpoint has.
@@ -98,7 +106,10 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         policy_type: kind,
         checkpoint: ckpt.root.clone(),
         backbone: backbone_root,
+        precision: opts.precision.name().to_string(),
+        weight_bytes: graphs.iter().map(|g| g.weight_bytes).sum(),
         graphs,
         seconds: start.elapsed().as_secs_f64(),
+        peak_rss_mb: vjx_runtime::bench::peak_rss_mb(),
     })
 }

@@ -193,6 +193,13 @@ impl SafetensorsWeights {
 }
 
 impl WeightSource for SafetensorsWeights {
+    fn shape(&self, name: &str) -> Result<Vec<usize>, WeightError> {
+        SafetensorsWeights::shape(self, name).map(<[usize]>::to_vec).ok_or_else(|| WeightError::Missing {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })
+    }
+
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -453,6 +460,13 @@ impl ShardedWeights {
 }
 
 impl WeightSource for ShardedWeights {
+    fn shape(&self, name: &str) -> Result<Vec<usize>, WeightError> {
+        ShardedWeights::shape(self, name).map(<[usize]>::to_vec).ok_or_else(|| WeightError::Missing {
+            name: name.to_string(),
+            source_desc: self.describe(),
+        })
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

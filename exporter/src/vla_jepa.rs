@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vjx_graphs::qwen3_vl::{text, vision, Qwen3VlConfig};
 use vjx_graphs::vla_jepa::{config::VlaJepaConfig, dit};
-use vjx_graphs::{Model, WeightSource};
+use vjx_graphs::{Model, Precision, WeightSource};
 use vjx_runtime::manifest::{self, CameraSpec, GraphEntry, Manifest, Source, VlaJepaSpec};
 use vjx_runtime::preprocess::prompt::{self, PromptSpec};
 use vjx_runtime::preprocess::qwen_image::QwenImageProcessorConfig;
@@ -35,12 +35,23 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn write_graph(model: Model, dir: &Path, role: &str, graphs: &mut Vec<ExportedGraph>) -> Result<GraphEntry> {
+fn write_graph(
+    model: Model,
+    weights: &dyn WeightSource,
+    dir: &Path,
+    role: &str,
+    graphs: &mut Vec<ExportedGraph>,
+    checksums: &mut BTreeMap<String, String>,
+) -> Result<GraphEntry> {
     let (nodes, bytes) = (model.num_nodes(), model.weight_bytes());
     let inputs = model.inputs.clone();
     let outputs = model.outputs.clone();
-    let written = model.write(dir, role).with_context(|| format!("writing the {role} graph"))?;
+    let written = model.write_with(dir, role, weights).with_context(|| format!("writing the {role} graph"))?;
     let file = written.graph_file.file_name().unwrap().to_string_lossy().into_owned();
+    checksums.insert(file.clone(), written.graph_sha256.clone());
+    if let (Some(path), Some(sha)) = (&written.data_file, &written.data_sha256) {
+        checksums.insert(path.file_name().unwrap().to_string_lossy().into_owned(), sha.clone());
+    }
     graphs.push(ExportedGraph { role: role.to_string(), file: file.clone(), nodes, weight_bytes: bytes });
     Ok(GraphEntry {
         file,
@@ -75,14 +86,18 @@ pub fn export_vla_jepa(
     let weights = ShardedWeights::open_dir(&ckpt.root)?;
     let mut graphs = BTreeMap::new();
     let mut report = Vec::new();
+    let mut files = BTreeMap::new();
+    let precision = opts.precision;
+    // The action head is small and sits in the Euler loop: int8 keeps it in f32.
+    let head_precision = if precision == Precision::Int8 { Precision::F32 } else { precision };
 
     progress.message("building the vision graph");
-    let vision_model = vision::build_vision_graph(&qwen.vision_config, &weights, VISION_PREFIX)?;
-    graphs.insert("vision".to_string(), write_graph(vision_model, out, "vision", &mut report)?);
+    let vision_model = vision::build_vision_graph_at(&qwen.vision_config, &weights, VISION_PREFIX, precision)?;
+    graphs.insert("vision".to_string(), write_graph(vision_model, &weights, out, "vision", &mut report, &mut files)?);
 
     progress.message("building the text graph");
     let embed = weights.first_present(&EMBED_NAMES)?;
-    let text_model = text::build_text_graph(
+    let text_model = text::build_text_graph_at(
         &qwen.text_config,
         &weights,
         &text::TextGraphOptions {
@@ -90,12 +105,13 @@ pub fn export_vla_jepa(
             embed_weight_name: embed.to_string(),
             num_deepstack: qwen.vision_config.deepstack_visual_indexes.len(),
         },
+        precision,
     )?;
-    graphs.insert("text".to_string(), write_graph(text_model, out, "text", &mut report)?);
+    graphs.insert("text".to_string(), write_graph(text_model, &weights, out, "text", &mut report, &mut files)?);
 
     progress.message("building the DiT step graph");
-    let dit_model = dit::build_dit_step_graph(&config, qwen.text_config.hidden_size, &weights, ACTION_HEAD_PREFIX)?;
-    graphs.insert("dit_step".to_string(), write_graph(dit_model, out, "dit_step", &mut report)?);
+    let dit_model = dit::build_dit_step_graph_at(&config, qwen.text_config.hidden_size, &weights, ACTION_HEAD_PREFIX, head_precision)?;
+    graphs.insert("dit_step".to_string(), write_graph(dit_model, &weights, out, "dit_step", &mut report, &mut files)?);
 
     progress.message("writing tokenizer, template and manifest");
     let token_spec = PolicyTokenSpec::for_chunk_size(
@@ -145,17 +161,18 @@ pub fn export_vla_jepa(
         state_dim: config.state_dim(),
         timesteps: dit::euler_timesteps(&config),
     };
-    let mut files = BTreeMap::new();
     for entry in std::fs::read_dir(out)? {
         let path = entry?.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        files.insert(name, manifest::sha256_file(&path)?);
+        if !files.contains_key(&name) {
+            files.insert(name, manifest::sha256_file(&path)?);
+        }
     }
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         policy_type: "vla_jepa".to_string(),
         vjx_version: env!("CARGO_PKG_VERSION").to_string(),
-        precision: "fp32".to_string(),
+        precision: precision.name().to_string(),
         source: Source {
             checkpoint: opts.checkpoint.clone(),
             backbone: backbone_spec,

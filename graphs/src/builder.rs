@@ -7,7 +7,9 @@ use crate::onnx::{
     GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
+use crate::weights::{WeightError, WeightSource};
 use prost::Message;
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,43 @@ impl DType {
             DType::F32 => DataType::Float,
             DType::F16 => DataType::Float16,
             DType::I64 => DataType::Int64,
+        }
+    }
+}
+
+/// The arithmetic of a graph's linear layers and attention products. Norms, softmax, rotary
+/// tables and residual sums stay f32 in every precision; graph inputs and outputs are f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// f16 weights and products, f32 accumulation where ONNX Runtime/TensorRT provide it.
+    F16,
+    /// int8 weights (per output channel) and ONNX's dynamic u8 quantization of the activations.
+    Int8,
+}
+
+impl Precision {
+    pub const NAMES: [&'static str; 3] = ["fp32", "fp16", "int8"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::F16 => "fp16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fp32" | "f32" => Ok(Precision::F32),
+            "fp16" | "f16" => Ok(Precision::F16),
+            "int8" => Ok(Precision::Int8),
+            other => Err(format!("unknown precision `{other}` (available: fp32, fp16, int8)")),
         }
     }
 }
@@ -80,36 +119,124 @@ pub struct TensorSpec {
     pub shape: Vec<Dim>,
 }
 
-enum InitData {
+/// Initializer contents, in the encoding stored in the graph.
+pub enum TensorData {
     F32(Vec<f32>),
+    F16(Vec<half::f16>),
+    I8(Vec<i8>),
     I64(Vec<i64>),
+}
+
+impl TensorData {
+    fn byte_len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len() * 4,
+            TensorData::F16(v) => v.len() * 2,
+            TensorData::I8(v) => v.len(),
+            TensorData::I64(v) => v.len() * 8,
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        match self {
+            TensorData::F32(v) => bytemuck::cast_slice(v),
+            TensorData::F16(v) => bytemuck::cast_slice(v),
+            TensorData::I8(v) => bytemuck::cast_slice(v),
+            TensorData::I64(v) => bytemuck::cast_slice(v),
+        }
+    }
+    fn data_type(&self) -> DataType {
+        match self {
+            TensorData::F32(_) => DataType::Float,
+            TensorData::F16(_) => DataType::Float16,
+            TensorData::I8(_) => DataType::Int8,
+            TensorData::I64(_) => DataType::Int64,
+        }
+    }
 }
 
 struct Initializer {
     name: String,
     dims: Vec<i64>,
-    data: InitData,
+    data: TensorData,
 }
 
-impl Initializer {
-    fn byte_len(&self) -> usize {
-        match &self.data {
-            InitData::F32(v) => v.len() * 4,
-            InitData::I64(v) => v.len() * 8,
+/// How a checkpoint tensor is laid out in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    AsIs,
+    /// A `[rows, ...]` tensor flattened to `[rows, cols]` and stored as `[cols, rows]`
+    /// (PyTorch Linear or patch convolution → ONNX MatMul).
+    Transposed,
+}
+
+/// How a checkpoint tensor's values are stored in the graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding {
+    F32,
+    F16,
+    /// Symmetric int8 with one f32 scale per slice along `axis` of the stored tensor, written
+    /// as a second initializer `scale_name` (`w ≈ q * scale`).
+    Int8 { scale_name: String, axis: usize },
+}
+
+/// A checkpoint tensor read from the weight source only when the model is written, so that a
+/// large export never holds more than one converted tensor at a time.
+struct DeferredWeight {
+    name: String,
+    source_dims: Vec<usize>,
+    layout: Layout,
+    encoding: Encoding,
+}
+
+impl DeferredWeight {
+    fn stored_dims(&self) -> Vec<usize> {
+        match self.layout {
+            Layout::AsIs => self.source_dims.clone(),
+            Layout::Transposed => {
+                let rows = self.source_dims[0];
+                vec![self.source_dims.iter().product::<usize>() / rows, rows]
+            }
         }
     }
-    fn bytes(&self) -> &[u8] {
-        match &self.data {
-            InitData::F32(v) => bytemuck::cast_slice(v),
-            InitData::I64(v) => bytemuck::cast_slice(v),
-        }
+
+    /// Reads, lays out and encodes the tensor: one or two initializers (values, int8 scales).
+    fn load(&self, source: &dyn WeightSource) -> Result<Vec<Initializer>, WeightError> {
+        let t = source.get_shaped(&self.name, &self.source_dims)?;
+        let t = match self.layout {
+            Layout::AsIs => t,
+            Layout::Transposed => {
+                let rows = t.shape[0];
+                let cols = t.data.len() / rows;
+                crate::weights::WeightTensor::new(vec![rows, cols], t.data).transposed_2d()
+            }
+        };
+        let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+        Ok(match &self.encoding {
+            Encoding::F32 => vec![Initializer { name: self.name.clone(), dims, data: TensorData::F32(t.data) }],
+            Encoding::F16 => vec![Initializer {
+                name: self.name.clone(),
+                dims,
+                data: TensorData::F16(t.data.iter().map(|&v| half::f16::from_f32(v)).collect()),
+            }],
+            Encoding::Int8 { scale_name, axis } => {
+                let (values, scales) = crate::quantize::symmetric_int8(&t.data, &t.shape, *axis);
+                let scale_len = scales.len() as i64;
+                vec![
+                    Initializer { name: self.name.clone(), dims, data: TensorData::I8(values) },
+                    Initializer { name: scale_name.clone(), dims: vec![scale_len], data: TensorData::F32(scales) },
+                ]
+            }
+        })
     }
-    fn data_type(&self) -> DataType {
-        match self.data {
-            InitData::F32(_) => DataType::Float,
-            InitData::I64(_) => DataType::Int64,
-        }
-    }
+}
+
+/// Why a model could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Weight(#[from] WeightError),
 }
 
 /// An attribute value for [`GraphBuilder::op`].
@@ -126,9 +253,11 @@ pub struct GraphBuilder {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
     initializers: Vec<Initializer>,
+    deferred: Vec<DeferredWeight>,
     initializer_names: std::collections::HashSet<String>,
     counter: usize,
     scope: Vec<String>,
+    precision: Precision,
 }
 
 impl GraphBuilder {
@@ -139,10 +268,29 @@ impl GraphBuilder {
             inputs: Vec::new(),
             outputs: Vec::new(),
             initializers: Vec::new(),
+            deferred: Vec::new(),
             initializer_names: Default::default(),
             counter: 0,
             scope: Vec::new(),
+            precision: Precision::F32,
         }
+    }
+
+    /// A builder whose linear layers use `precision` (see [`Precision`]).
+    pub fn with_precision(name: &str, precision: Precision) -> Self {
+        GraphBuilder { precision, ..GraphBuilder::new(name) }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Runs `f` with linear layers at `precision` (e.g. a part kept in f32 in an int8 graph).
+    pub fn with_precision_scope<T>(&mut self, precision: Precision, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = std::mem::replace(&mut self.precision, precision);
+        let out = f(self);
+        self.precision = saved;
+        out
     }
 
     /// Runs `f` with node names prefixed by `scope` (readable graphs in Netron and errors).
@@ -190,10 +338,45 @@ impl GraphBuilder {
             self.initializers.push(Initializer {
                 name: name.to_string(),
                 dims: dims.iter().map(|&d| d as i64).collect(),
-                data: InitData::F32(data),
+                data: TensorData::F32(data),
             });
         }
         Value(name.to_string())
+    }
+
+    /// A checkpoint tensor, shape-checked now and read from `source` only when the model is
+    /// written ([`Model::write_with`]). A name used twice returns the existing initializer.
+    pub fn checkpoint_weight(
+        &mut self,
+        source: &dyn WeightSource,
+        name: &str,
+        expected: &[usize],
+        layout: Layout,
+        encoding: Encoding,
+    ) -> Result<Value, WeightError> {
+        if self.initializer_names.contains(name) {
+            return Ok(Value(name.to_string()));
+        }
+        let found = source.shape(name)?;
+        if found != expected {
+            return Err(WeightError::Shape {
+                name: name.to_string(),
+                found,
+                expected: expected.to_vec(),
+                source_desc: source.describe(),
+            });
+        }
+        self.initializer_names.insert(name.to_string());
+        if let Encoding::Int8 { scale_name, .. } = &encoding {
+            self.initializer_names.insert(scale_name.clone());
+        }
+        self.deferred.push(DeferredWeight {
+            name: name.to_string(),
+            source_dims: expected.to_vec(),
+            layout,
+            encoding,
+        });
+        Ok(Value(name.to_string()))
     }
 
     pub fn has_weight(&self, name: &str) -> bool {
@@ -206,7 +389,7 @@ impl GraphBuilder {
         self.initializers.push(Initializer {
             name: name.clone(),
             dims: vec![values.len() as i64],
-            data: InitData::I64(values.to_vec()),
+            data: TensorData::I64(values.to_vec()),
         });
         Value(name)
     }
@@ -217,7 +400,7 @@ impl GraphBuilder {
         self.initializers.push(Initializer {
             name: name.clone(),
             dims: vec![],
-            data: InitData::F32(vec![value]),
+            data: TensorData::F32(vec![value]),
         });
         Value(name)
     }
@@ -226,6 +409,28 @@ impl GraphBuilder {
     pub fn const_f32(&mut self, hint: &str, dims: &[usize], data: Vec<f32>) -> Value {
         let name = self.fresh(hint);
         self.weight(&name, dims, data)
+    }
+
+    /// A constant f32 scalar stored as f16 (for arithmetic inside f16 sections).
+    pub fn scalar_f16(&mut self, value: f32) -> Value {
+        let name = self.fresh("const_f16");
+        self.initializer_names.insert(name.clone());
+        self.initializers.push(Initializer {
+            name: name.clone(),
+            dims: vec![],
+            data: TensorData::F16(vec![half::f16::from_f32(value)]),
+        });
+        Value(name)
+    }
+
+    /// Adds one node with `n_outputs` outputs (e.g. DynamicQuantizeLinear).
+    pub fn op_multi(&mut self, op_type: &str, inputs: &[&Value], n_outputs: usize, attrs: Vec<(&str, Attr)>) -> Vec<Value> {
+        let base = self.fresh(&op_type.to_lowercase());
+        let outs: Vec<String> = (0..n_outputs).map(|i| format!("{base}:{i}")).collect();
+        let ins: Vec<&str> = inputs.iter().map(|v| v.name()).collect();
+        let out_refs: Vec<&str> = outs.iter().map(String::as_str).collect();
+        self.nodes.push(node(op_type, &ins, &out_refs, base, attrs));
+        outs.into_iter().map(Value).collect()
     }
 
     /// Adds one node with a single output.
@@ -309,6 +514,7 @@ impl GraphBuilder {
             inputs: self.inputs,
             outputs: self.outputs,
             initializers: self.initializers,
+            deferred: self.deferred,
         }
     }
 }
@@ -388,13 +594,16 @@ pub struct Model {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     initializers: Vec<Initializer>,
+    deferred: Vec<DeferredWeight>,
 }
 
-/// The files a written model occupies.
+/// The files a written model occupies, with their sha256 (hex), hashed as they were written.
 #[derive(Debug, Clone)]
 pub struct WrittenModel {
     pub graph_file: PathBuf,
+    pub graph_sha256: String,
     pub data_file: Option<PathBuf>,
+    pub data_sha256: Option<String>,
 }
 
 impl Model {
@@ -402,50 +611,47 @@ impl Model {
         self.nodes.len()
     }
 
+    /// Bytes of every initializer as stored (deferred checkpoint tensors included).
     pub fn weight_bytes(&self) -> usize {
-        self.initializers.iter().map(|i| i.byte_len()).sum()
+        let eager: usize = self.initializers.iter().map(|i| i.data.byte_len()).sum();
+        let deferred: usize = self
+            .deferred
+            .iter()
+            .map(|d| {
+                let n: usize = d.stored_dims().iter().product();
+                match &d.encoding {
+                    Encoding::F32 => n * 4,
+                    Encoding::F16 => n * 2,
+                    Encoding::Int8 { axis, .. } => n + d.stored_dims()[*axis] * 4,
+                }
+            })
+            .sum();
+        eager + deferred
     }
 
     /// Writes `<dir>/<stem>.onnx` and, when there are large initializers, `<stem>.onnx.data`.
-    pub fn write(self, dir: &Path, stem: &str) -> std::io::Result<WrittenModel> {
+    /// For models without checkpoint tensors (see [`GraphBuilder::checkpoint_weight`]).
+    pub fn write(self, dir: &Path, stem: &str) -> Result<WrittenModel, WriteError> {
+        self.write_with(dir, stem, &crate::weights::MemoryWeights::default())
+    }
+
+    /// Writes the model, reading each checkpoint tensor from `source` just before it is written
+    /// and dropping it right after.
+    pub fn write_with(self, dir: &Path, stem: &str, source: &dyn WeightSource) -> Result<WrittenModel, WriteError> {
         let graph_file = dir.join(format!("{stem}.onnx"));
         let data_name = format!("{stem}.onnx.data");
         let data_path = dir.join(&data_name);
-        let mut data_out: Option<std::io::BufWriter<std::fs::File>> = None;
-        let mut offset: u64 = 0;
-        let mut tensors = Vec::with_capacity(self.initializers.len());
+        let mut data = ExternalData::new(data_path.clone(), data_name);
+        let mut tensors = Vec::with_capacity(self.initializers.len() + self.deferred.len());
         for init in &self.initializers {
-            let mut t = TensorProto {
-                dims: init.dims.clone(),
-                data_type: Some(init.data_type() as i32),
-                name: Some(init.name.clone()),
-                ..Default::default()
-            };
-            if init.byte_len() >= EXTERNAL_THRESHOLD_BYTES {
-                if data_out.is_none() {
-                    data_out = Some(std::io::BufWriter::new(std::fs::File::create(&data_path)?));
-                }
-                let w = data_out.as_mut().unwrap();
-                let pad = (EXTERNAL_ALIGN - offset % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
-                w.write_all(&vec![0u8; pad as usize])?;
-                offset += pad;
-                let bytes = init.bytes();
-                w.write_all(bytes)?;
-                t.data_location = Some(DataLocation::External as i32);
-                t.external_data = vec![
-                    kv("location", &data_name),
-                    kv("offset", &offset.to_string()),
-                    kv("length", &bytes.len().to_string()),
-                ];
-                offset += bytes.len() as u64;
-            } else {
-                t.raw_data = Some(init.bytes().to_vec());
+            tensors.push(data.tensor(init)?);
+        }
+        for deferred in &self.deferred {
+            for init in deferred.load(source)? {
+                tensors.push(data.tensor(&init)?);
             }
-            tensors.push(t);
         }
-        if let Some(mut w) = data_out {
-            w.flush()?;
-        }
+        let data_sha256 = data.finish()?;
         let graph = GraphProto {
             node: self.nodes,
             name: Some(self.name.clone()),
@@ -465,12 +671,84 @@ impl Model {
             graph: Some(graph),
             ..Default::default()
         };
-        std::fs::write(&graph_file, model.encode_to_vec())?;
+        let bytes = model.encode_to_vec();
+        std::fs::write(&graph_file, &bytes)?;
         Ok(WrittenModel {
             graph_file,
-            data_file: (offset > 0).then_some(data_path),
+            graph_sha256: hex_digest(Sha256::digest(&bytes).as_slice()),
+            data_sha256: data_sha256.clone(),
+            data_file: data_sha256.map(|_| data_path),
         })
     }
+}
+
+/// The `<stem>.onnx.data` file, created on the first large initializer and hashed as written.
+struct ExternalData {
+    path: PathBuf,
+    location: String,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    hasher: Sha256,
+    offset: u64,
+}
+
+impl ExternalData {
+    fn new(path: PathBuf, location: String) -> Self {
+        ExternalData { path, location, out: None, hasher: Sha256::new(), offset: 0 }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.out.is_none() {
+            let file = std::fs::File::create(&self.path)?;
+            self.out = Some(std::io::BufWriter::with_capacity(1 << 22, file));
+        }
+        self.out.as_mut().unwrap().write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The tensor proto for `init`: inline when small, else appended here at an aligned offset.
+    fn tensor(&mut self, init: &Initializer) -> std::io::Result<TensorProto> {
+        let mut t = TensorProto {
+            dims: init.dims.clone(),
+            data_type: Some(init.data.data_type() as i32),
+            name: Some(init.name.clone()),
+            ..Default::default()
+        };
+        let bytes = init.data.bytes();
+        if bytes.len() < EXTERNAL_THRESHOLD_BYTES {
+            t.raw_data = Some(bytes.to_vec());
+            return Ok(t);
+        }
+        let pad = (EXTERNAL_ALIGN - self.offset % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
+        if pad > 0 && self.out.is_some() {
+            self.write_all(&vec![0u8; pad as usize])?;
+        }
+        let start = self.offset;
+        self.write_all(bytes)?;
+        t.data_location = Some(DataLocation::External as i32);
+        t.external_data = vec![
+            kv("location", &self.location),
+            kv("offset", &start.to_string()),
+            kv("length", &bytes.len().to_string()),
+        ];
+        Ok(t)
+    }
+
+    /// Flushes the file; its sha256, or None when nothing was written.
+    fn finish(self) -> std::io::Result<Option<String>> {
+        match self.out {
+            None => Ok(None),
+            Some(mut w) => {
+                w.flush()?;
+                Ok(Some(hex_digest(self.hasher.finalize().as_slice())))
+            }
+        }
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn kv(key: &str, value: &str) -> StringStringEntryProto {

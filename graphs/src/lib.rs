@@ -5,9 +5,10 @@
 pub mod builder;
 pub mod nn;
 pub mod onnx;
+pub mod quantize;
 pub mod qwen3_vl;
 pub mod vla_jepa;
 pub mod weights;
 
-pub use builder::{DType, Dim, GraphBuilder, Model, Value, WrittenModel};
+pub use builder::{DType, Dim, Encoding, GraphBuilder, Layout, Model, Precision, Value, WriteError, WrittenModel};
 pub use weights::{WeightError, WeightSource, WeightTensor};

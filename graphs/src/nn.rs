@@ -2,7 +2,7 @@
 //! tract as well as on ONNX Runtime. Linear weights are stored transposed (`[in, out]`) under
 //! the checkpoint's own name.
 
-use crate::builder::{Attr, GraphBuilder, Value};
+use crate::builder::{Attr, DType, Encoding, GraphBuilder, Layout, Precision, Value};
 use crate::weights::{WeightError, WeightSource};
 
 /// `x @ W^T + b` for a PyTorch `nn.Linear` at `prefix` (`prefix.weight`, `prefix.bias`).
@@ -15,32 +15,89 @@ pub fn linear(
     out_features: usize,
     bias: bool,
 ) -> Result<Value, WeightError> {
-    let wname = format!("{prefix}.weight");
-    let weight = if g.has_weight(&wname) {
-        crate::builder::Value(wname)
-    } else {
-        let t = w.get_shaped(&wname, &[out_features, in_features])?.transposed_2d();
-        g.weight(&wname, &t.shape, t.data)
-    };
-    let y = g.matmul(x, &weight);
+    let y = project(g, w, x, &format!("{prefix}.weight"), &[out_features, in_features])?;
     if !bias {
         return Ok(y);
     }
-    let bname = format!("{prefix}.bias");
-    let b = w.get_shaped(&bname, &[out_features])?;
-    let b = g.weight(&bname, &b.shape, b.data);
+    let b = vector(g, w, &format!("{prefix}.bias"), out_features)?;
     Ok(g.add(&y, &b))
 }
 
-/// A 1-D parameter (norm weight, bias) loaded with its shape checked.
+/// `x @ W^T` for a checkpoint weight of shape `[out, ...]` flattened to `[out, in]` (a Linear,
+/// or a convolution whose kernel covers its whole input patch), at the builder's precision.
+pub fn project(
+    g: &mut GraphBuilder,
+    w: &dyn WeightSource,
+    x: &Value,
+    weight_name: &str,
+    source_shape: &[usize],
+) -> Result<Value, WeightError> {
+    match g.precision() {
+        Precision::F32 => {
+            let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, Encoding::F32)?;
+            Ok(g.matmul(x, &weight))
+        }
+        Precision::F16 => {
+            let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, Encoding::F16)?;
+            let xh = g.cast(x, DType::F16);
+            let y = g.matmul(&xh, &weight);
+            Ok(g.cast(&y, DType::F32))
+        }
+        Precision::Int8 => {
+            let scale_name = format!("{weight_name}.int8_scale");
+            let encoding = Encoding::Int8 { scale_name: scale_name.clone(), axis: 1 };
+            let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, encoding)?;
+            // The pattern ONNX Runtime fuses into DynamicQuantizeMatMul (u8 × s8 GEMM).
+            let quantized = g.op_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
+            let (xq, x_scale, x_zero) = (&quantized[0], &quantized[1], &quantized[2]);
+            let acc = g.op("MatMulInteger", &[xq, &weight, x_zero], vec![]);
+            let acc = g.cast(&acc, DType::F32);
+            let scale = g.mul(x_scale, &Value(scale_name));
+            Ok(g.mul(&acc, &scale))
+        }
+    }
+}
+
+/// Rows `indices` of the checkpoint table `name` (`[rows, cols]`) as f32, the table stored at
+/// the builder's precision (int8 with one scale per row).
+pub fn gather_rows(
+    g: &mut GraphBuilder,
+    w: &dyn WeightSource,
+    name: &str,
+    shape: [usize; 2],
+    indices: &Value,
+) -> Result<Value, WeightError> {
+    match g.precision() {
+        Precision::F32 => {
+            let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, Encoding::F32)?;
+            Ok(g.gather(&table, indices, 0))
+        }
+        Precision::F16 => {
+            let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, Encoding::F16)?;
+            let rows = g.gather(&table, indices, 0);
+            Ok(g.cast(&rows, DType::F32))
+        }
+        Precision::Int8 => {
+            let scale_name = format!("{name}.int8_scale");
+            let encoding = Encoding::Int8 { scale_name: scale_name.clone(), axis: 0 };
+            let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, encoding)?;
+            let rows = g.gather(&table, indices, 0);
+            let rows = g.cast(&rows, DType::F32);
+            let scales = g.gather(&Value(scale_name), indices, 0);
+            let scales = g.unsqueeze(&scales, &[-1]);
+            Ok(g.mul(&rows, &scales))
+        }
+    }
+}
+
+/// A 1-D parameter (norm weight, bias) loaded with its shape checked; always f32.
 pub fn vector(
     g: &mut GraphBuilder,
     w: &dyn WeightSource,
     name: &str,
     len: usize,
 ) -> Result<Value, WeightError> {
-    let t = w.get_shaped(name, &[len])?;
-    Ok(g.weight(name, &t.shape, t.data))
+    g.checkpoint_weight(w, name, &[len], Layout::AsIs, Encoding::F32)
 }
 
 /// LayerNorm over the last axis; `affine` names the `prefix.weight`/`prefix.bias` pair.
@@ -149,15 +206,38 @@ pub fn attention(
     head_dim: usize,
     bias: Option<&Value>,
 ) -> Value {
-    let kt = g.transpose(k, &[0, 2, 1]);
-    let scores = g.matmul(q, &kt);
     let scale = g.scalar_f32(1.0 / (head_dim as f32).sqrt());
-    let mut scores = g.mul(&scores, &scale);
+    let q = g.mul(q, &scale);
+    let kt = g.transpose(k, &[0, 2, 1]);
+    attend(g, &q, &kt, v, bias)
+}
+
+/// `softmax(q · kt + bias) · v` for an already scaled `q`, with `kt` the keys transposed
+/// (`[..., d, keys]`). Under f16 precision the two products run in f16 and the softmax in f32.
+pub fn attend(g: &mut GraphBuilder, q: &Value, kt: &Value, v: &Value, bias: Option<&Value>) -> Value {
+    let half = g.precision() == Precision::F16;
+    let (q, kt, v) = if half {
+        (g.cast(q, DType::F16), g.cast(kt, DType::F16), g.cast(v, DType::F16))
+    } else {
+        (q.clone(), kt.clone(), v.clone())
+    };
+    let mut scores = g.matmul(&q, &kt);
+    if half {
+        scores = g.cast(&scores, DType::F32);
+    }
     if let Some(b) = bias {
         scores = g.add(&scores, b);
     }
-    let probs = g.softmax(&scores, -1);
-    g.matmul(&probs, v)
+    let mut probs = g.softmax(&scores, -1);
+    if half {
+        probs = g.cast(&probs, DType::F16);
+    }
+    let context = g.matmul(&probs, &v);
+    if half {
+        g.cast(&context, DType::F32)
+    } else {
+        context
+    }
 }
 
 /// `[len, heads*d]` → `[heads, len, d]`.

@@ -55,6 +55,11 @@ pub trait WeightSource {
     /// The tensor, converted to f32.
     fn get(&self, name: &str) -> Result<WeightTensor, WeightError>;
 
+    /// The tensor's shape, without reading its data.
+    fn shape(&self, name: &str) -> Result<Vec<usize>, WeightError> {
+        Ok(self.get(name)?.shape)
+    }
+
     /// The tensor, checked against the shape the graph needs.
     fn get_shaped(&self, name: &str, expected: &[usize]) -> Result<WeightTensor, WeightError> {
         let t = self.get(name)?;

@@ -82,8 +82,8 @@ impl TextInputs {
     }
 }
 
-fn write_graph(model: vjx_graphs::Model, dir: &Path) -> std::path::PathBuf {
-    model.write(dir, "text").unwrap().graph_file
+fn write_graph(model: vjx_graphs::Model, weights: &dyn vjx_graphs::WeightSource, dir: &Path) -> std::path::PathBuf {
+    model.write_with(dir, "text", weights).unwrap().graph_file
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,6 +192,7 @@ fn readout_matches_upstream_embodied_hidden_on_every_fixture() {
         let dir = tempfile::tempdir().unwrap();
         let onnx = write_graph(
             text::build_text_graph(text_cfg, &weights, &opts).unwrap(),
+            &weights,
             dir.path(),
         );
 
@@ -319,9 +320,10 @@ impl TinyModel {
             embed_weight_name: TINY_EMBED.to_string(),
             num_deepstack: TINY_DEEPSTACK,
         };
-        let model = text::build_text_graph(&cfg, &tiny_weights(&cfg), &opts).unwrap();
+        let weights = tiny_weights(&cfg);
+        let model = text::build_text_graph(&cfg, &weights, &opts).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let onnx = write_graph(model, dir.path());
+        let onnx = write_graph(model, &weights, dir.path());
         TinyModel {
             cfg,
             _dir: dir,
@@ -462,6 +464,7 @@ fn image_rows_are_driven_by_image_features_not_by_their_placeholder_embedding() 
     let dir = tempfile::tempdir().unwrap();
     let onnx = write_graph(
         text::build_text_graph(&tiny.cfg, &zeroed, &opts).unwrap(),
+        &zeroed,
         dir.path(),
     );
     let same = tiny

@@ -220,7 +220,8 @@ fn frames_repeat_the_same_rows() {
 #[test]
 fn tiny_tower_emits_one_token_per_merge_block_for_each_output() {
     let cfg = tiny_vision();
-    let model = build_vision_graph(&cfg, &tiny_weights(&cfg), VISUAL_PREFIX).unwrap();
+    let weights = tiny_weights(&cfg);
+    let model = build_vision_graph(&cfg, &weights, VISUAL_PREFIX).unwrap();
     let names: Vec<&str> = model.outputs.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, [IMAGE_EMBEDS, "deepstack_0", "deepstack_1"]);
     let inputs: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -236,7 +237,7 @@ fn tiny_tower_emits_one_token_per_merge_block_for_each_output() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let written = model.write(dir.path(), "vision").unwrap();
+    let written = model.write_with(dir.path(), "vision", &weights).unwrap();
     for grid in [[1, 4, 6], [1, 2, 2]] {
         let tables = vision_inputs(&cfg, grid);
         let n = tables.num_patches;
@@ -334,7 +335,7 @@ fn vision_tower_matches_upstream_on_every_fixture() {
         let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
         let model = build_vision_graph(&cfg, &weights, VISUAL_PREFIX).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let onnx = model.write(dir.path(), "vision").unwrap().graph_file;
+        let onnx = model.write_with(dir.path(), "vision", &weights).unwrap().graph_file;
         let taps = cfg.deepstack_visual_indexes.len();
 
         for obs in common::observations(&case) {

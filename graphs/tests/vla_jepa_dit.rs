@@ -46,8 +46,8 @@ fn raw_feature_keys(case: &Path, kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn write_graph(model: vjx_graphs::Model, dir: &Path) -> std::path::PathBuf {
-    model.write(dir, "dit_step").unwrap().graph_file
+fn write_graph(model: vjx_graphs::Model, weights: &dyn vjx_graphs::WeightSource, dir: &Path) -> std::path::PathBuf {
+    model.write_with(dir, "dit_step", weights).unwrap().graph_file
 }
 
 /// Inputs in graph order: noisy actions, timestep, state (when used), conditioning.
@@ -113,7 +113,7 @@ fn dit_step_graph_reproduces_upstream_euler_loop() {
         let model = build_dit_step_graph(&cfg, cond_dim, &weights, PREFIX).unwrap();
         let case_dir = tmp.path().join(case.file_name().unwrap());
         std::fs::create_dir_all(&case_dir).unwrap();
-        let onnx = write_graph(model, &case_dir);
+        let onnx = write_graph(model, &weights, &case_dir);
 
         let (chunk, a) = (cfg.chunk_size, cfg.action_dim());
         let dt = euler_step_size(&cfg);
@@ -283,14 +283,14 @@ fn tiny_weights(cfg: &VlaJepaConfig, cond_dim: usize) -> MemoryWeights {
 fn step_graph_declares_inputs_and_velocity_shape() {
     let cond_dim = 10;
     let cfg = tiny_config(true);
-    let model =
-        build_dit_step_graph(&cfg, cond_dim, &tiny_weights(&cfg, cond_dim), PREFIX).unwrap();
+    let weights = tiny_weights(&cfg, cond_dim);
+    let model = build_dit_step_graph(&cfg, cond_dim, &weights, PREFIX).unwrap();
     let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, [NOISY_ACTIONS, TIMESTEP, STATE, CONDITIONING]);
     assert_eq!(model.outputs[0].name, VELOCITY);
 
     let tmp = tempfile::tempdir().unwrap();
-    let onnx = write_graph(model, tmp.path());
+    let onnx = write_graph(model, &weights, tmp.path());
     let x: Vec<f32> = (0..20).map(|i| (i as f32 * 0.37).sin()).collect();
     let cond: Vec<f32> = (0..60).map(|i| (i as f32 * 0.11).cos()).collect();
     let out = run_graph(
@@ -309,13 +309,13 @@ fn step_graph_without_state_has_no_state_input_and_depends_on_timestep() {
         cfg.camera_keys(),
         ["observation.images.b", "observation.images.a"]
     );
-    let model =
-        build_dit_step_graph(&cfg, cond_dim, &tiny_weights(&cfg, cond_dim), PREFIX).unwrap();
+    let weights = tiny_weights(&cfg, cond_dim);
+    let model = build_dit_step_graph(&cfg, cond_dim, &weights, PREFIX).unwrap();
     let names: Vec<&str> = model.inputs.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, [NOISY_ACTIONS, TIMESTEP, CONDITIONING]);
 
     let tmp = tempfile::tempdir().unwrap();
-    let onnx = write_graph(model, tmp.path());
+    let onnx = write_graph(model, &weights, tmp.path());
     let x: Vec<f32> = (0..20).map(|i| (i as f32 * 0.37).sin()).collect();
     let cond: Vec<f32> = (0..60).map(|i| (i as f32 * 0.11).cos()).collect();
     let at =

@@ -63,15 +63,20 @@ pub fn scratch() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
-/// Exports `case` once per test binary and returns the export dir.
+/// Exports `case` at FP32 once per test binary and returns the export dir.
 pub fn exported(case: &Path) -> PathBuf {
+    exported_at(case, "fp32")
+}
+
+/// Exports `case` at `precision` (fp32, fp16, int8) once per test binary.
+pub fn exported_at(case: &Path, precision: &str) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let name = case.file_name().unwrap().to_string_lossy().into_owned();
-    let out = scratch().join(format!("export-{name}"));
+    let out = scratch().join(format!("export-{name}-{precision}"));
     if !out.join("manifest.json").is_file() {
         let status = vjx()
-            .args(["export", "--json", "--checkpoint"])
+            .args(["export", "--json", "--precision", precision, "--checkpoint"])
             .arg(case.join("checkpoint"))
             .arg("--backbone")
             .arg(case.join("backbone"))

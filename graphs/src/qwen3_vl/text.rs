@@ -12,7 +12,7 @@
 //! Output: [`READOUT_HIDDEN`].
 
 use super::config::TextConfig;
-use crate::builder::{DType, Dim, GraphBuilder, Model, Value};
+use crate::builder::{DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
 use crate::weights::{WeightError, WeightSource};
 
@@ -55,6 +55,16 @@ pub fn build_text_graph(
     weights: &dyn WeightSource,
     opts: &TextGraphOptions,
 ) -> Result<Model, WeightError> {
+    build_text_graph_at(cfg, weights, opts, Precision::F32)
+}
+
+/// [`build_text_graph`] with its linear layers, attention and token table at `precision`.
+pub fn build_text_graph_at(
+    cfg: &TextConfig,
+    weights: &dyn WeightSource,
+    opts: &TextGraphOptions,
+    precision: Precision,
+) -> Result<Model, WeightError> {
     check_supported(cfg)?;
     let hidden = cfg.hidden_size;
     let head_dim = cfg.head_dim();
@@ -62,7 +72,7 @@ pub fn build_text_graph(
     let image_tokens = Dim::from("image_tokens");
     let hidden_dim = Dim::from(hidden);
 
-    let mut g = GraphBuilder::new("qwen3_vl_text");
+    let mut g = GraphBuilder::with_precision("qwen3_vl_text", precision);
     let input_ids = g.input(INPUT_IDS, DType::I64, std::slice::from_ref(&seq));
     let image_embeds = g.input(
         IMAGE_EMBEDS,
@@ -89,9 +99,7 @@ pub fn build_text_graph(
     let image_rows = ImageRows::new(&mut g, &image_row_index, hidden);
     let embed_name = opts.embed_weight_name.as_str();
     let mut x = g.scoped("embed", |g| -> Result<Value, WeightError> {
-        let table = weights.get_shaped(embed_name, &[cfg.vocab_size, hidden])?;
-        let table = g.weight(embed_name, &table.shape, table.data);
-        let tokens = g.gather(&table, &input_ids, 0);
+        let tokens = nn::gather_rows(g, weights, embed_name, [cfg.vocab_size, hidden], &input_ids)?;
         Ok(image_rows.replace(g, &tokens, &image_embeds))
     })?;
 
@@ -384,10 +392,7 @@ fn self_attention(
     let k = g.unsqueeze(&k, &[1]);
     let v = g.unsqueeze(&v, &[1]);
     let kt = g.transpose(&k, &[0, 1, 3, 2]);
-    let scores = g.matmul(&q, &kt);
-    let scores = g.add(&scores, &q_bias);
-    let probs = g.softmax(&scores, -1);
-    let ctx = g.matmul(&probs, &v);
+    let ctx = nn::attend(g, &q, &kt, &v, Some(&q_bias));
     let ctx = g.reshape(&ctx, &[heads as i64, -1, head_dim as i64]);
     let ctx = nn::merge_heads(g, &ctx, heads, head_dim);
     nn::linear(

@@ -11,9 +11,9 @@
 //! [`super::vision_inputs::vision_inputs`], in the row order of `pixel_values`.
 
 use super::config::VisionConfig;
-use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Value};
+use crate::builder::{Attr, DType, Dim, Encoding, GraphBuilder, Layout, Model, Precision, Value};
 use crate::nn;
-use crate::weights::{WeightError, WeightSource, WeightTensor};
+use crate::weights::{WeightError, WeightSource};
 
 /// f32 `[patches, in_channels · temporal_patch · patch · patch]`, columns ordered
 /// `(channel, frame, y, x)`, rows in merge-block order.
@@ -48,8 +48,18 @@ pub fn build_vision_graph(
     weights: &dyn WeightSource,
     prefix: &str,
 ) -> Result<Model, WeightError> {
+    build_vision_graph_at(cfg, weights, prefix, Precision::F32)
+}
+
+/// [`build_vision_graph`] with its linear layers and attention at `precision`.
+pub fn build_vision_graph_at(
+    cfg: &VisionConfig,
+    weights: &dyn WeightSource,
+    prefix: &str,
+    precision: Precision,
+) -> Result<Model, WeightError> {
     let tower = Tower::new(cfg, weights, prefix)?;
-    let mut g = GraphBuilder::new("qwen3_vl_vision");
+    let mut g = GraphBuilder::with_precision("qwen3_vl_vision", precision);
 
     let patches = Dim::from(PATCHES);
     let pixels = g.input(
@@ -251,22 +261,10 @@ impl<'a> Tower<'a> {
     fn patch_embed(&self, g: &mut GraphBuilder, pixels: &Value) -> Result<Value, WeightError> {
         let c = self.cfg;
         let weight_name = self.name("patch_embed.proj.weight");
-        let kernel = self.weights.get_shaped(
-            &weight_name,
-            &[
-                c.hidden_size,
-                c.in_channels,
-                c.temporal_patch_size,
-                c.patch_size,
-                c.patch_size,
-            ],
-        )?;
-        let flat =
-            WeightTensor::new(vec![c.hidden_size, c.patch_dim()], kernel.data).transposed_2d();
-        let weight = g.weight(&weight_name, &flat.shape, flat.data);
+        let kernel_shape = [c.hidden_size, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size];
+        let projected = nn::project(g, self.weights, pixels, &weight_name, &kernel_shape)?;
         let bias_name = self.name("patch_embed.proj.bias");
         let bias = nn::vector(g, self.weights, &bias_name, c.hidden_size)?;
-        let projected = g.matmul(pixels, &weight);
         Ok(g.add(&projected, &bias))
     }
 
@@ -279,10 +277,13 @@ impl<'a> Tower<'a> {
     ) -> Result<Value, WeightError> {
         let c = self.cfg;
         let table_name = self.name("pos_embed.weight");
-        let table = self
-            .weights
-            .get_shaped(&table_name, &[c.num_position_embeddings, c.hidden_size])?;
-        let table = g.weight(&table_name, &table.shape, table.data);
+        let table = g.checkpoint_weight(
+            self.weights,
+            &table_name,
+            &[c.num_position_embeddings, c.hidden_size],
+            Layout::AsIs,
+            Encoding::F32,
+        )?;
         let rows = g.gather(&table, corner_index, 0);
         let weight = g.unsqueeze(corner_weight, &[-1]);
         let weighted = g.mul(&rows, &weight);

@@ -5,7 +5,7 @@
 //! Token stream fed to the DiT: `[state token?, future tokens, action tokens]`; the
 //! conditioning tokens enter only through the cross-attention of the even-numbered blocks.
 
-use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Value};
+use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
 use crate::vla_jepa::config::{DitDims, VlaJepaConfig, TIMESTEP_PROJ_CHANNELS};
 use crate::weights::{WeightError, WeightSource};
@@ -281,11 +281,22 @@ pub fn build_dit_step_graph(
     weights: &dyn WeightSource,
     prefix: &str,
 ) -> Result<Model, WeightError> {
+    build_dit_step_graph_at(cfg, cond_dim, weights, prefix, Precision::F32)
+}
+
+/// [`build_dit_step_graph`] with its linear layers and attention at `precision`.
+pub fn build_dit_step_graph_at(
+    cfg: &VlaJepaConfig,
+    cond_dim: usize,
+    weights: &dyn WeightSource,
+    prefix: &str,
+    precision: Precision,
+) -> Result<Model, WeightError> {
     let dims = cfg.dit_dims();
     let action_dim = cfg.action_dim();
     let state_dim = cfg.state_dim();
     let d = dims.inner_dim;
-    let mut g = GraphBuilder::new(GRAPH_NAME);
+    let mut g = GraphBuilder::with_precision(GRAPH_NAME, precision);
 
     let x = g.input(
         NOISY_ACTIONS,
