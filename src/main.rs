@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vjx_exporter::export::{export, ExportOptions};
 use vjx_graphs::Precision;
-use vjx_runtime::backend::ort::{Device, OrtBackend};
+use vjx_runtime::backend::ort::{Device, GpuOptions, OrtBackend};
 use vjx_runtime::backend::tract::TractBackend;
 use vjx_runtime::backend::Backend;
 use vjx_runtime::bench::{run_bench, BenchConfig, BenchReport};
@@ -75,9 +75,19 @@ struct BackendArgs {
     /// Inference backend: tract (pure Rust) or ort (ONNX Runtime, found at run time).
     #[arg(long, default_value = "tract", value_parser = ["tract", "ort"])]
     backend: String,
-    /// Device of the ort backend: cpu, cuda or tensorrt (tract runs on the CPU only).
+    /// Device of the ort backend: cpu, cuda, tensorrt, or auto (TensorRT, else CUDA, else the
+    /// CPU, per graph, with a log of where each graph runs). tract runs on the CPU only.
     #[arg(long, default_value = "cpu", value_parser = Device::NAMES)]
     device: String,
+    /// TensorRT engine and timing cache dir (default: `<export dir>/tensorrt_cache`).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// TensorRT builder workspace limit, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    trt_workspace_mb: usize,
+    /// CPU threads for the graphs (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -155,13 +165,33 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn backend(args: &BackendArgs) -> Result<Box<dyn Backend>> {
+fn backend(args: &BackendArgs, export_dir: &Path) -> Result<Box<dyn Backend>> {
     let device: Device = args.device.parse()?;
+    let threads = args.threads.unwrap_or_else(default_threads);
+    let gpu = GpuOptions {
+        cache_dir: Some(args.cache_dir.clone().unwrap_or_else(|| export_dir.join("tensorrt_cache"))),
+        trt_workspace_bytes: args.trt_workspace_mb << 20,
+        ..GpuOptions::default()
+    };
     match args.backend.as_str() {
-        "tract" if device == Device::Cpu => Ok(Box::new(TractBackend)),
+        "tract" if device == Device::Cpu => Ok(Box::new(TractBackend::with_threads(threads))),
         "tract" => bail!("the tract backend runs on the CPU only; use `--backend ort --device {device}`"),
-        "ort" => Ok(Box::new(OrtBackend::new(device)?)),
+        "ort" => Ok(Box::new(OrtBackend::with_options(device, threads, gpu)?)),
         other => bail!("unknown backend `{other}` (available: tract, ort)"),
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Where each graph landed, on stderr (the ort backend's `auto` device falls back per graph).
+fn log_placements(backend: &dyn Backend) {
+    for p in backend.placements() {
+        eprintln!("  {:<16} on {}", p.graph, p.provider);
+        for why in &p.fallbacks {
+            eprintln!("  {:<16}    (not {why})", "");
+        }
     }
 }
 
@@ -223,8 +253,11 @@ fn read_noise(path: &Path) -> Result<Noise> {
 
 fn cmd_run(a: RunArgs) -> Result<()> {
     let obs = observation(&a.observation)?;
-    let backend = backend(&a.backend)?;
+    let backend = backend(&a.backend, &a.export_dir)?;
     let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    if !a.json {
+        log_placements(backend.as_ref());
+    }
     let noise = match &a.noise {
         Some(p) => read_noise(p)?,
         None => Noise::Seeded(a.seed.unwrap_or(0)),
@@ -267,9 +300,12 @@ fn write_dump(dir: &Path, tensors: &std::collections::BTreeMap<String, vjx_runti
 }
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
-    let backend = backend(&a.backend)?;
+    let backend = backend(&a.backend, &a.export_dir)?;
     let t = Instant::now();
     let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    if !a.json {
+        log_placements(backend.as_ref());
+    }
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let obs = if a.observation.images.is_empty() {
         let mut obs = sample_observation(&policy);
@@ -287,7 +323,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         backend: backend.name().to_string(),
         device: a.backend.device.clone(),
+        threads: a.backend.threads.unwrap_or_else(default_threads),
         load_ms,
+        placements: backend.placements(),
     };
     let quiet = a.json;
     let report = run_bench(&policy, &obs, &cfg, |i, n| {
@@ -305,7 +343,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
 }
 
 fn print_bench_table(r: &BenchReport) {
-    println!("{} on {} ({}), {} precision, {} iterations", r.policy_type, r.backend, r.device, r.precision, r.iters);
+    println!(
+        "{} on {} ({}, {} threads), {} precision, {} iterations",
+        r.policy_type, r.backend, r.device, r.threads, r.precision, r.iters
+    );
     let l = &r.latency_ms;
     println!("latency per chunk  p50 {:.2} ms  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}", l.p50, l.p90, l.p99, l.min, l.max);
     println!("{:<14} {:>10} {:>10}", "stage", "p50 ms", "p90 ms");

@@ -682,27 +682,47 @@ impl Model {
     }
 }
 
-/// The `<stem>.onnx.data` file, created on the first large initializer and hashed as written.
+/// The `<stem>.onnx.data` file, created on the first large initializer. A second thread writes
+/// and hashes it while the caller converts the next tensor.
 struct ExternalData {
     path: PathBuf,
     location: String,
-    out: Option<std::io::BufWriter<std::fs::File>>,
-    hasher: Sha256,
+    writer: Option<(std::sync::mpsc::SyncSender<Vec<u8>>, std::thread::JoinHandle<std::io::Result<String>>)>,
     offset: u64,
 }
 
+/// Bytes handed to the writer thread at a time, and how many such chunks may wait.
+const WRITE_CHUNK: usize = 16 << 20;
+const WRITE_QUEUE: usize = 4;
+
 impl ExternalData {
     fn new(path: PathBuf, location: String) -> Self {
-        ExternalData { path, location, out: None, hasher: Sha256::new(), offset: 0 }
+        ExternalData { path, location, writer: None, offset: 0 }
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.out.is_none() {
+        if self.writer.is_none() {
             let file = std::fs::File::create(&self.path)?;
-            self.out = Some(std::io::BufWriter::with_capacity(1 << 22, file));
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(WRITE_QUEUE);
+            let handle = std::thread::spawn(move || -> std::io::Result<String> {
+                let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
+                let mut hasher = Sha256::new();
+                for chunk in rx {
+                    out.write_all(&chunk)?;
+                    hasher.update(&chunk);
+                }
+                out.flush()?;
+                Ok(hex_digest(hasher.finalize().as_slice()))
+            });
+            self.writer = Some((tx, handle));
         }
-        self.out.as_mut().unwrap().write_all(bytes)?;
-        self.hasher.update(bytes);
+        let (tx, _) = self.writer.as_ref().unwrap();
+        for chunk in bytes.chunks(WRITE_CHUNK) {
+            if tx.send(chunk.to_vec()).is_err() {
+                // The writer stopped on an I/O error; `finish` reports it.
+                break;
+            }
+        }
         self.offset += bytes.len() as u64;
         Ok(())
     }
@@ -721,7 +741,7 @@ impl ExternalData {
             return Ok(t);
         }
         let pad = (EXTERNAL_ALIGN - self.offset % EXTERNAL_ALIGN) % EXTERNAL_ALIGN;
-        if pad > 0 && self.out.is_some() {
+        if pad > 0 && self.writer.is_some() {
             self.write_all(&vec![0u8; pad as usize])?;
         }
         let start = self.offset;
@@ -735,13 +755,14 @@ impl ExternalData {
         Ok(t)
     }
 
-    /// Flushes the file; its sha256, or None when nothing was written.
+    /// Waits for the writer; the file's sha256, or None when nothing was written.
     fn finish(self) -> std::io::Result<Option<String>> {
-        match self.out {
+        match self.writer {
             None => Ok(None),
-            Some(mut w) => {
-                w.flush()?;
-                Ok(Some(hex_digest(self.hasher.finalize().as_slice())))
+            Some((tx, handle)) => {
+                drop(tx);
+                let digest = handle.join().map_err(|_| std::io::Error::other("the weight writer thread panicked"))??;
+                Ok(Some(digest))
             }
         }
     }

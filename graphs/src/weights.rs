@@ -37,11 +37,18 @@ impl WeightTensor {
 
     /// The transpose of a 2-D tensor (PyTorch's `[out, in]` Linear weight → ONNX `[in, out]`).
     pub fn transposed_2d(&self) -> WeightTensor {
+        // In square tiles, so that reads and writes both stay within a few cache lines.
+        const TILE: usize = 32;
         let (rows, cols) = (self.shape[0], self.shape[1]);
         let mut out = vec![0f32; self.data.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                out[c * rows + r] = self.data[r * cols + c];
+        for r0 in (0..rows).step_by(TILE) {
+            for c0 in (0..cols).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    let src = &self.data[r * cols..(r + 1) * cols];
+                    for c in c0..(c0 + TILE).min(cols) {
+                        out[c * rows + r] = src[c];
+                    }
+                }
             }
         }
         WeightTensor::new(vec![cols, rows], out)
@@ -108,5 +115,23 @@ impl WeightSource for MemoryWeights {
                 name: name.to_string(),
                 source_desc: self.describe(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WeightTensor;
+
+    #[test]
+    fn transpose_moves_every_element_across_tile_edges() {
+        let (rows, cols) = (37, 45);
+        let t = WeightTensor::new(vec![rows, cols], (0..rows * cols).map(|i| i as f32).collect());
+        let tt = t.transposed_2d();
+        assert_eq!(tt.shape, vec![cols, rows]);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(tt.data[c * rows + r], t.data[r * cols + c]);
+            }
+        }
     }
 }

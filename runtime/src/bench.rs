@@ -24,6 +24,7 @@ pub struct StagePercentiles {
 pub struct BenchReport {
     pub backend: String,
     pub device: String,
+    pub threads: usize,
     pub precision: String,
     pub policy_type: String,
     pub iters: usize,
@@ -38,6 +39,8 @@ pub struct BenchReport {
     pub first_call_ms: f64,
     pub load_ms: f64,
     pub peak_rss_mb: Option<f64>,
+    /// Where each graph runs (ort); empty for tract.
+    pub placements: Vec<crate::backend::Placement>,
 }
 
 /// The q-th percentile (0..=100) of `sorted` by linear interpolation between ranks.
@@ -68,7 +71,9 @@ pub struct BenchConfig {
     pub warmup: usize,
     pub backend: String,
     pub device: String,
+    pub threads: usize,
     pub load_ms: f64,
+    pub placements: Vec<crate::backend::Placement>,
 }
 
 pub fn run_bench(
@@ -107,6 +112,7 @@ pub fn run_bench(
     Ok(BenchReport {
         backend: cfg.backend.clone(),
         device: cfg.device.clone(),
+        threads: cfg.threads,
         precision: manifest.precision.clone(),
         policy_type: manifest.policy_type.clone(),
         iters: totals.len(),
@@ -132,6 +138,7 @@ pub fn run_bench(
         first_call_ms,
         load_ms: cfg.load_ms,
         peak_rss_mb: peak_rss_mb(),
+        placements: cfg.placements.clone(),
     })
 }
 

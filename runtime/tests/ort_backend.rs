@@ -67,7 +67,7 @@ fn cpu_gives_the_same_probabilities_as_tract() {
     let dir = tempfile::tempdir().unwrap();
     let graph = write_classifier(dir.path());
     let ort = run(&cpu_backend(), &graph, 5);
-    let tract = run(&TractBackend, &graph, 5);
+    let tract = run(&TractBackend::default(), &graph, 5);
     let (got, want) = (f32_of(&ort, "probs"), f32_of(&tract, "probs"));
     assert_eq!(got.shape(), &[5, CLASSES]);
     let err = rel_l2(&got, &want);

@@ -63,4 +63,57 @@ pub trait GraphSession: Send + Sync {
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn load(&self, graph_file: &Path) -> Result<Box<dyn GraphSession>, BackendError>;
+
+    /// Loads a graph whose symbolic input dims will stay within `profile` (TensorRT builds
+    /// its engines for that range); backends without such a notion ignore it.
+    fn load_profiled(&self, graph_file: &Path, profile: &ShapeProfile) -> Result<Box<dyn GraphSession>, BackendError> {
+        let _ = profile;
+        self.load(graph_file)
+    }
+
+    /// Which execution provider each loaded graph runs on, in load order.
+    fn placements(&self) -> Vec<Placement> {
+        Vec::new()
+    }
+}
+
+/// Where one graph was placed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Placement {
+    pub graph: String,
+    pub provider: String,
+    /// Why the providers tried before this one were not used.
+    pub fallbacks: Vec<String>,
+}
+
+/// The min/opt/max shape of each input of a graph.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShapeProfile {
+    pub inputs: Vec<InputRange>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRange {
+    pub name: String,
+    pub min: Vec<usize>,
+    pub opt: Vec<usize>,
+    pub max: Vec<usize>,
+}
+
+impl ShapeProfile {
+    /// TensorRT's option syntax: `name:d0xd1,name2:d0` for the min, opt or max shapes.
+    pub fn tensorrt_shapes(&self, pick: impl Fn(&InputRange) -> &[usize]) -> String {
+        self.inputs
+            .iter()
+            .map(|r| {
+                let dims: Vec<String> = pick(r).iter().map(|d| d.to_string()).collect();
+                format!("{}:{}", r.name, dims.join("x"))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
 }

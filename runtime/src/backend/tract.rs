@@ -6,10 +6,34 @@ use super::{Backend, BackendError, GraphSession, Outputs, TensorValue};
 use std::path::Path;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TractBackend;
+/// tract on the CPU, with its matrix products spread over `threads` threads.
+#[derive(Debug, Clone)]
+pub struct TractBackend {
+    threads: usize,
+    executor: Executor,
+}
+
+impl Default for TractBackend {
+    /// One thread per available core.
+    fn default() -> Self {
+        TractBackend::with_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+}
+
+impl TractBackend {
+    pub fn with_threads(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let executor = if threads == 1 { Executor::SingleThread } else { Executor::multithread_with_name(threads, "vjx-tract") };
+        TractBackend { threads, executor }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
 
 impl Backend for TractBackend {
     fn name(&self) -> &'static str {
@@ -42,6 +66,7 @@ impl Backend for TractBackend {
             output_names,
             model,
             plans: Mutex::new(HashMap::new()),
+            executor: self.executor.clone(),
         }))
     }
 }
@@ -52,6 +77,7 @@ struct TractSession {
     output_names: Vec<String>,
     model: InferenceModel,
     plans: Mutex<HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>>,
+    executor: Executor,
 }
 
 impl TractSession {
@@ -99,7 +125,8 @@ impl GraphSession for TractSession {
             reason: format!("{e:#}"),
         };
         let plan = self.plan(&ordered).map_err(run_err)?;
-        let results = plan.run(ordered.into_iter().map(TValue::from).collect()).map_err(run_err)?;
+        let inputs: TVec<TValue> = ordered.into_iter().map(TValue::from).collect();
+        let results = multithread_tract_scope(self.executor.clone(), || plan.run(inputs)).map_err(run_err)?;
         let mut out = Outputs::new();
         for (name, value) in self.output_names.iter().zip(results) {
             let tensor = value.into_tensor();

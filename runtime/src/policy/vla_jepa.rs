@@ -3,8 +3,8 @@
 
 use super::observation::ImageInput;
 use super::{Noise, Observation, PolicyError, Prediction, StageTimings};
-use crate::backend::{Backend, GraphSession, TensorValue};
-use crate::manifest::Manifest;
+use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, TensorValue};
+use crate::manifest::{Manifest, VlaJepaSpec};
 use crate::postprocess::apply_post_steps;
 use crate::preprocess::image::{self as img, ImageF32};
 use crate::preprocess::{prompt, qwen_image, tokenize};
@@ -38,6 +38,100 @@ fn graph_path(dir: &Path, manifest: &Manifest, role: &str) -> Result<PathBuf, Po
     Ok(dir.join(&entry.file))
 }
 
+/// Camera frames (in camera order) and task → token ids and patches.
+fn prepare_frames(
+    spec: &VlaJepaSpec,
+    tokenizer: &tokenize::PolicyTokenizer,
+    chat_template: &str,
+    mut frames: Vec<ImageF32>,
+    task: Option<&str>,
+) -> Result<Prepared, PolicyError> {
+    if let Some(size) = spec.resize_images_to {
+        for frame in frames.iter_mut() {
+            let (_, h, w) = frame.dim();
+            if [h, w] != size {
+                *frame = img::area_resize(frame.view(), size);
+            }
+        }
+    }
+    let views: Vec<_> = frames.iter().map(|f| f.view()).collect();
+    let vision = qwen_image::process_images(&views, &spec.image)?;
+    let tokens_per_image = vision.tokens_per_image(spec.image.merge_size);
+    let instruction = prompt::instruction_prompt(&spec.prompt, task)?;
+    let chat = prompt::render_chat(chat_template, spec.cameras.len(), &instruction)?;
+    let input_ids = tokenizer.encode_chat(&chat, &tokens_per_image)?;
+    let grids = vision
+        .image_grid_thw
+        .rows()
+        .into_iter()
+        .map(|r| [r[0] as usize, r[1] as usize, r[2] as usize])
+        .collect();
+    let patch_dim = vision.pixel_values.ncols();
+    let (pixel_values, _) = vision.pixel_values.into_raw_vec_and_offset();
+    Ok(Prepared { input_ids, pixel_values, patch_dim, grids })
+}
+
+/// Extra prompt tokens a task may add to (or remove from) the default one within the text
+/// graph's shape profile.
+const PROMPT_TOKEN_SLACK: (usize, usize) = (48, 192);
+
+/// Shape ranges of the vision and text graphs for cameras at their declared sizes: exact patch
+/// counts, and the default prompt's length with [`PROMPT_TOKEN_SLACK`] either way.
+fn shape_profiles(
+    spec: &VlaJepaSpec,
+    tokenizer: &tokenize::PolicyTokenizer,
+    chat_template: &str,
+) -> Result<(ShapeProfile, ShapeProfile), PolicyError> {
+    let frames = spec
+        .cameras
+        .iter()
+        .map(|c| {
+            let (h, w) = (c.shape.get(1).copied().unwrap_or(224), c.shape.get(2).copied().unwrap_or(224));
+            ImageF32::zeros((3, h, w))
+        })
+        .collect();
+    let prep = prepare_frames(spec, tokenizer, chat_template, frames, None)?;
+    let vcfg = &spec.backbone.vision_config;
+    let patches: Vec<usize> = prep.grids.iter().map(|g| g[0] * g[1] * g[2]).collect();
+    let (pmin, pmax) = (*patches.iter().min().unwrap_or(&1), *patches.iter().max().unwrap_or(&1));
+    let popt = patches.first().copied().unwrap_or(1);
+    let range = |name: &str, min: Vec<usize>, opt: Vec<usize>, max: Vec<usize>| InputRange { name: name.into(), min, opt, max };
+    let hd = vcfg.head_dim();
+    let vision = ShapeProfile {
+        inputs: vec![
+            range(vision_io::PIXEL_VALUES, vec![pmin, prep.patch_dim], vec![popt, prep.patch_dim], vec![pmax, prep.patch_dim]),
+            range(vision_io::POS_EMBED_INDEX, vec![4, pmin], vec![4, popt], vec![4, pmax]),
+            range(vision_io::POS_EMBED_WEIGHT, vec![4, pmin], vec![4, popt], vec![4, pmax]),
+            range(vision_io::ROPE_COS, vec![pmin, hd], vec![popt, hd], vec![pmax, hd]),
+            range(vision_io::ROPE_SIN, vec![pmin, hd], vec![popt, hd], vec![pmax, hd]),
+        ],
+    };
+    let tcfg = &spec.backbone.text_config;
+    let (hidden, thd) = (tcfg.hidden_size, tcfg.head_dim());
+    let merge = spec.image.merge_size * spec.image.merge_size;
+    let image_rows: usize = patches.iter().map(|p| p / merge).sum();
+    let l = prep.input_ids.len();
+    let (lmin, lmax) = (l.saturating_sub(PROMPT_TOKEN_SLACK.0).max(image_rows + spec.prompt.num_embodied), l + PROMPT_TOKEN_SLACK.1);
+    let seq = |lo: usize, hi: usize| (vec![lo], vec![l], vec![hi]);
+    let mut text = vec![];
+    for name in [text_io::INPUT_IDS, text_io::IMAGE_ROW_INDEX] {
+        let (a, b, c) = seq(lmin, lmax);
+        text.push(range(name, a, b, c));
+    }
+    for name in [text_io::ROPE_COS, text_io::ROPE_SIN] {
+        text.push(range(name, vec![lmin, thd], vec![l, thd], vec![lmax, thd]));
+    }
+    text.push(range(text_io::ATTENTION_BIAS, vec![lmin, lmin], vec![l, l], vec![lmax, lmax]));
+    let embeds = vec![image_rows, hidden];
+    text.push(range(text_io::IMAGE_EMBEDS, embeds.clone(), embeds.clone(), embeds.clone()));
+    for k in 0..vcfg.deepstack_visual_indexes.len() {
+        text.push(range(&text_io::deepstack_input_name(k), embeds.clone(), embeds.clone(), embeds.clone()));
+    }
+    let readout = vec![spec.prompt.num_embodied];
+    text.push(range(text_io::READOUT_INDEX, readout.clone(), readout.clone(), readout));
+    Ok((vision, ShapeProfile { inputs: text }))
+}
+
 impl VlaJepaPolicy {
     pub fn load(dir: &Path, manifest: Manifest, backend: &dyn Backend) -> Result<Self, PolicyError> {
         let spec = &manifest.vla_jepa;
@@ -45,8 +139,9 @@ impl VlaJepaPolicy {
         let chat_template = std::fs::read_to_string(dir.join(&spec.chat_template_file)).map_err(|e| {
             PolicyError::Other(format!("{}: {e}", dir.join(&spec.chat_template_file).display()))
         })?;
-        let vision = backend.load(&graph_path(dir, &manifest, "vision")?)?;
-        let text = backend.load(&graph_path(dir, &manifest, "text")?)?;
+        let (vision_profile, text_profile) = shape_profiles(spec, &tokenizer, &chat_template)?;
+        let vision = backend.load_profiled(&graph_path(dir, &manifest, "vision")?, &vision_profile)?;
+        let text = backend.load_profiled(&graph_path(dir, &manifest, "text")?, &text_profile)?;
         let dit_step = backend.load(&graph_path(dir, &manifest, "dit_step")?)?;
         Ok(VlaJepaPolicy { manifest, vision, text, dit_step, tokenizer, chat_template })
     }
@@ -112,30 +207,9 @@ impl VlaJepaPolicy {
         let spec = &self.manifest.vla_jepa;
         let mut frames = Vec::with_capacity(spec.cameras.len());
         for camera in &spec.cameras {
-            let mut frame = self.frame(&camera.key, &obs.images[&camera.key])?;
-            if let Some(size) = spec.resize_images_to {
-                let (_, h, w) = frame.dim();
-                if [h, w] != size {
-                    frame = img::area_resize(frame.view(), size);
-                }
-            }
-            frames.push(frame);
+            frames.push(self.frame(&camera.key, &obs.images[&camera.key])?);
         }
-        let views: Vec<_> = frames.iter().map(|f| f.view()).collect();
-        let vision = qwen_image::process_images(&views, &spec.image)?;
-        let tokens_per_image = vision.tokens_per_image(spec.image.merge_size);
-        let instruction = prompt::instruction_prompt(&spec.prompt, obs.task.as_deref())?;
-        let chat = prompt::render_chat(&self.chat_template, spec.cameras.len(), &instruction)?;
-        let input_ids = self.tokenizer.encode_chat(&chat, &tokens_per_image)?;
-        let grids = vision
-            .image_grid_thw
-            .rows()
-            .into_iter()
-            .map(|r| [r[0] as usize, r[1] as usize, r[2] as usize])
-            .collect();
-        let patch_dim = vision.pixel_values.ncols();
-        let (pixel_values, _) = vision.pixel_values.into_raw_vec_and_offset();
-        Ok(Prepared { input_ids, pixel_values, patch_dim, grids })
+        prepare_frames(spec, &self.tokenizer, &self.chat_template, frames, obs.task.as_deref())
     }
 
     /// Runs the vision graph once per image; returns `(image_embeds, deepstack[k])`, rows of all
