@@ -8,6 +8,7 @@ use vjx_graphs::builder::{DType, Dim, GraphBuilder};
 use vjx_runtime::backend::ort::{Device, OrtBackend};
 use vjx_runtime::backend::ort_library::{find_library, open, OrtLibraryError, SearchPaths};
 use vjx_runtime::backend::tract::TractBackend;
+use vjx_runtime::backend::{InputRange, ShapeProfile};
 use vjx_runtime::backend::{Backend, BackendError, Outputs, TensorValue};
 
 const FEATURES: usize = 16;
@@ -148,6 +149,46 @@ fn tensorrt_without_the_tensorrt_provider_is_an_error_naming_it() {
     let _loaded = cpu_backend();
     let message = gpu_error(Device::TensorRt);
     assert!(message.contains("TensorrtExecutionProvider"), "{message}");
+}
+
+#[test]
+fn auto_falls_back_to_the_cpu_per_graph_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write_classifier(dir.path());
+    let auto = OrtBackend::new(Device::Auto).unwrap();
+    let tract = run(&TractBackend::default(), &graph, 5);
+    let got = run(&auto, &graph, 5);
+    assert!(rel_l2(&f32_of(&got, "probs"), &f32_of(&tract, "probs")) < 1e-6);
+    let placements = auto.placements();
+    assert_eq!(placements.len(), 1);
+    assert_eq!(placements[0].graph, "classifier.onnx");
+    assert_eq!(placements[0].provider, "CPUExecutionProvider");
+    let why = placements[0].fallbacks.join("\n");
+    assert!(why.contains("TensorrtExecutionProvider") && why.contains("CUDAExecutionProvider"), "{why}");
+}
+
+#[test]
+fn a_fixed_device_records_its_placement_without_fallbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write_classifier(dir.path());
+    let cpu = cpu_backend();
+    cpu.load(&graph).unwrap();
+    let placements = cpu.placements();
+    assert_eq!(placements.len(), 1);
+    assert_eq!(placements[0].provider, "CPUExecutionProvider");
+    assert!(placements[0].fallbacks.is_empty());
+}
+
+#[test]
+fn tensorrt_profiles_use_its_shape_syntax() {
+    let profile = ShapeProfile {
+        inputs: vec![
+            InputRange { name: "input_ids".into(), min: vec![40], opt: vec![88], max: vec![280] },
+            InputRange { name: "attention_bias".into(), min: vec![40, 40], opt: vec![88, 88], max: vec![280, 280] },
+        ],
+    };
+    assert_eq!(profile.tensorrt_shapes(|r| &r.min), "input_ids:40,attention_bias:40x40");
+    assert_eq!(profile.tensorrt_shapes(|r| &r.max), "input_ids:280,attention_bias:280x280");
 }
 
 #[test]
