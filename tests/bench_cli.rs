@@ -49,7 +49,7 @@ fn bench_on_ort_auto_reports_where_each_graph_ran() {
     let json = bench_json(&exported(&any_case()), &["--backend", "ort", "--device", "auto"]);
     let placements = json["placements"].as_array().unwrap();
     let graphs: Vec<&str> = placements.iter().map(|p| p["graph"].as_str().unwrap()).collect();
-    assert_eq!(graphs, ["vision.onnx", "text.onnx", "dit_step.onnx"]);
+    assert_eq!(graphs, ["vision.onnx", "text.onnx", "dit_condition.onnx", "dit_step.onnx"]);
     for p in placements {
         assert_eq!(p["provider"], "CPUExecutionProvider", "{p}");
         assert_eq!(p["fallbacks"].as_array().unwrap().len(), 2, "{p}");

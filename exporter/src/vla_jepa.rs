@@ -109,9 +109,17 @@ pub fn export_vla_jepa(
     )?;
     graphs.insert("text".to_string(), write_graph(text_model, &weights, out, "text", &mut report, &mut files)?);
 
-    progress.message("building the DiT step graph");
-    let dit_model = dit::build_dit_step_graph_at(&config, qwen.text_config.hidden_size, &weights, ACTION_HEAD_PREFIX, head_precision)?;
-    graphs.insert("dit_step".to_string(), write_graph(dit_model, &weights, out, "dit_step", &mut report, &mut files)?);
+    progress.message("building the DiT graphs");
+    let (condition_model, step_model) = dit::build_dit_graphs_split(
+        &config,
+        qwen.text_config.hidden_size,
+        &weights,
+        ACTION_HEAD_PREFIX,
+        head_precision,
+    )?;
+    let condition = write_graph(condition_model, &weights, out, "dit_condition", &mut report, &mut files)?;
+    graphs.insert("dit_condition".to_string(), condition);
+    graphs.insert("dit_step".to_string(), write_graph(step_model, &weights, out, "dit_step", &mut report, &mut files)?);
 
     progress.message("writing tokenizer, template and manifest");
     let token_spec = PolicyTokenSpec::for_chunk_size(

@@ -5,19 +5,22 @@
 pub fn symmetric_int8(data: &[f32], shape: &[usize], axis: usize) -> (Vec<i8>, Vec<f32>) {
     let channels = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
-    let channel_of = |i: usize| (i / inner) % channels;
+    // The tensor is a sequence of [channels, inner] blocks; channel c owns row c of each block.
+    let blocks = || data.chunks(channels * inner);
     let mut max_abs = vec![0f32; channels];
-    for (i, &v) in data.iter().enumerate() {
-        let c = channel_of(i);
-        max_abs[c] = max_abs[c].max(v.abs());
+    for block in blocks() {
+        for (c, row) in block.chunks(inner).enumerate() {
+            max_abs[c] = row.iter().fold(max_abs[c], |m, v| m.max(v.abs()));
+        }
     }
     let scales: Vec<f32> = max_abs.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
     let inv: Vec<f32> = scales.iter().map(|s| 1.0 / s).collect();
-    let values = data
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (v * inv[channel_of(i)]).round().clamp(-127.0, 127.0) as i8)
-        .collect();
+    let mut values = Vec::with_capacity(data.len());
+    for block in blocks() {
+        for (c, row) in block.chunks(inner).enumerate() {
+            values.extend(row.iter().map(|&v| (v * inv[c]).round().clamp(-127.0, 127.0) as i8));
+        }
+    }
     (values, scales)
 }
 

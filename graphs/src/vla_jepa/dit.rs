@@ -17,6 +17,23 @@ pub const CONDITIONING: &str = "conditioning";
 pub const VELOCITY: &str = "velocity";
 
 pub const GRAPH_NAME: &str = "vla_jepa_dit_step";
+pub const CONDITION_GRAPH_NAME: &str = "vla_jepa_dit_condition";
+
+/// Input/output names of the cross-attention keys and values of block `index` (even blocks),
+/// `[num_future_tokens, inner_dim]`, when they are computed once per chunk.
+pub fn cross_key_name(index: usize) -> String {
+    format!("cross_key_{index}")
+}
+pub fn cross_value_name(index: usize) -> String {
+    format!("cross_value_{index}")
+}
+
+/// What the cross-attending blocks read: the conditioning tokens (projected in every step), or
+/// their keys and values projected once per chunk by the condition graph.
+enum CrossContext {
+    Tokens(Value),
+    Projected(Vec<(Value, Value)>),
+}
 
 /// `nn.LayerNorm(eps=1e-5, elementwise_affine=False)` before attention and feed-forward.
 const BLOCK_NORM_EPS: f32 = 1e-5;
@@ -222,6 +239,33 @@ fn attention(
     context: &Value,
     context_dim: usize,
 ) -> Result<Value, WeightError> {
+    let (k, v) = key_value(g, c, base, context, context_dim)?;
+    attend_projected(g, c, base, query_in, &k, &v)
+}
+
+/// `to_k` and `to_v` of the attention at `base` applied to `context`.
+fn key_value(
+    g: &mut GraphBuilder,
+    c: &Ctx,
+    base: &str,
+    context: &Value,
+    context_dim: usize,
+) -> Result<(Value, Value), WeightError> {
+    let d = c.dims.inner_dim;
+    let k = c.linear(g, context, &format!("{base}.to_k"), context_dim, d)?;
+    let v = c.linear(g, context, &format!("{base}.to_v"), context_dim, d)?;
+    Ok((k, v))
+}
+
+/// The attention at `base` of `query_in` over already projected keys and values.
+fn attend_projected(
+    g: &mut GraphBuilder,
+    c: &Ctx,
+    base: &str,
+    query_in: &Value,
+    k: &Value,
+    v: &Value,
+) -> Result<Value, WeightError> {
     let DitDims {
         inner_dim: d,
         heads,
@@ -229,8 +273,6 @@ fn attention(
         ..
     } = c.dims;
     let q = c.linear(g, query_in, &format!("{base}.to_q"), d, d)?;
-    let k = c.linear(g, context, &format!("{base}.to_k"), context_dim, d)?;
-    let v = c.linear(g, context, &format!("{base}.to_v"), context_dim, d)?;
     let q = nn::split_heads(g, &q, heads, head_dim);
     let k = nn::split_heads(g, &k, heads, head_dim);
     let v = nn::split_heads(g, &v, heads, head_dim);
@@ -247,14 +289,21 @@ fn transformer_block(
     index: usize,
     x: &Value,
     silu_temb: &Value,
-    cond: &Value,
+    cond: &CrossContext,
 ) -> Result<Value, WeightError> {
     let d = c.dims.inner_dim;
     let base = format!("model.transformer_blocks.{index}");
     let (scale, shift) = c.modulation_pair(g, silu_temb, &format!("{base}.norm1.linear"))?;
     let attn_in = c.modulate(g, x, BLOCK_NORM_EPS, &scale, &shift);
     let attn_out = if index % 2 == 0 {
-        attention(g, c, &format!("{base}.attn1"), &attn_in, cond, c.cond_dim)?
+        let attn = format!("{base}.attn1");
+        match cond {
+            CrossContext::Tokens(tokens) => attention(g, c, &attn, &attn_in, tokens, c.cond_dim)?,
+            CrossContext::Projected(kv) => {
+                let (k, v) = &kv[index / 2];
+                attend_projected(g, c, &attn, &attn_in, k, v)?
+            }
+        }
     } else {
         attention(g, c, &format!("{base}.attn1"), &attn_in, &attn_in, d)?
     };
@@ -292,6 +341,56 @@ pub fn build_dit_step_graph_at(
     prefix: &str,
     precision: Precision,
 ) -> Result<Model, WeightError> {
+    build_step(cfg, cond_dim, weights, prefix, precision, false)
+}
+
+/// The action head as two graphs: the condition graph (conditioning tokens → the keys and
+/// values of every cross-attention, once per chunk) and a step graph that reads them
+/// ([`cross_key_name`], [`cross_value_name`]) instead of the conditioning tokens.
+pub fn build_dit_graphs_split(
+    cfg: &VlaJepaConfig,
+    cond_dim: usize,
+    weights: &dyn WeightSource,
+    prefix: &str,
+    precision: Precision,
+) -> Result<(Model, Model), WeightError> {
+    let condition = build_condition(cfg, cond_dim, weights, prefix, precision)?;
+    let step = build_step(cfg, cond_dim, weights, prefix, precision, true)?;
+    Ok((condition, step))
+}
+
+fn build_condition(
+    cfg: &VlaJepaConfig,
+    cond_dim: usize,
+    weights: &dyn WeightSource,
+    prefix: &str,
+    precision: Precision,
+) -> Result<Model, WeightError> {
+    let dims = cfg.dit_dims();
+    let d = dims.inner_dim;
+    let mut g = GraphBuilder::with_precision(CONDITION_GRAPH_NAME, precision);
+    let rows = Dim::from(dims.num_future_tokens);
+    let cond = g.input(CONDITIONING, DType::F32, &[rows.clone(), Dim::from(cond_dim)]);
+    let ln_ones = g.const_f32("norm_ones", &[d], vec![1.0; d]);
+    let ln_zeros = g.const_f32("norm_zeros", &[d], vec![0.0; d]);
+    let c = Ctx { w: weights, prefix, dims, cond_dim, ln_ones, ln_zeros };
+    for index in (0..dims.num_layers).step_by(2) {
+        let base = format!("model.transformer_blocks.{index}.attn1");
+        let (k, v) = g.scoped(&format!("block_{index}"), |g| key_value(g, &c, &base, &cond, cond_dim))?;
+        g.output(&k, &cross_key_name(index), DType::F32, &[rows.clone(), Dim::from(d)]);
+        g.output(&v, &cross_value_name(index), DType::F32, &[rows.clone(), Dim::from(d)]);
+    }
+    Ok(g.finish())
+}
+
+fn build_step(
+    cfg: &VlaJepaConfig,
+    cond_dim: usize,
+    weights: &dyn WeightSource,
+    prefix: &str,
+    precision: Precision,
+    projected_context: bool,
+) -> Result<Model, WeightError> {
     let dims = cfg.dit_dims();
     let action_dim = cfg.action_dim();
     let state_dim = cfg.state_dim();
@@ -305,11 +404,25 @@ pub fn build_dit_step_graph_at(
     );
     let t = g.input(TIMESTEP, DType::I64, &[Dim::from(1usize)]);
     let state = state_dim.map(|s| g.input(STATE, DType::F32, &[Dim::from(s)]));
-    let cond = g.input(
-        CONDITIONING,
-        DType::F32,
-        &[Dim::from(dims.num_future_tokens), Dim::from(cond_dim)],
-    );
+    let cond = if projected_context {
+        let kv_shape = [Dim::from(dims.num_future_tokens), Dim::from(d)];
+        CrossContext::Projected(
+            (0..dims.num_layers)
+                .step_by(2)
+                .map(|i| {
+                    let k = g.input(&cross_key_name(i), DType::F32, &kv_shape);
+                    let v = g.input(&cross_value_name(i), DType::F32, &kv_shape);
+                    (k, v)
+                })
+                .collect(),
+        )
+    } else {
+        CrossContext::Tokens(g.input(
+            CONDITIONING,
+            DType::F32,
+            &[Dim::from(dims.num_future_tokens), Dim::from(cond_dim)],
+        ))
+    };
 
     let ln_ones = g.const_f32("norm_ones", &[d], vec![1.0; d]);
     let ln_zeros = g.const_f32("norm_zeros", &[d], vec![0.0; d]);

@@ -18,6 +18,9 @@ pub struct VlaJepaPolicy {
     manifest: Manifest,
     vision: Box<dyn GraphSession>,
     text: Box<dyn GraphSession>,
+    /// Projects the conditioning into the cross-attention keys/values once per chunk (exports
+    /// without it feed the conditioning to every step).
+    dit_condition: Option<Box<dyn GraphSession>>,
     dit_step: Box<dyn GraphSession>,
     tokenizer: tokenize::PolicyTokenizer,
     chat_template: String,
@@ -142,8 +145,12 @@ impl VlaJepaPolicy {
         let (vision_profile, text_profile) = shape_profiles(spec, &tokenizer, &chat_template)?;
         let vision = backend.load_profiled(&graph_path(dir, &manifest, "vision")?, &vision_profile)?;
         let text = backend.load_profiled(&graph_path(dir, &manifest, "text")?, &text_profile)?;
+        let dit_condition = match manifest.graphs.contains_key("dit_condition") {
+            true => Some(backend.load(&graph_path(dir, &manifest, "dit_condition")?)?),
+            false => None,
+        };
         let dit_step = backend.load(&graph_path(dir, &manifest, "dit_step")?)?;
-        Ok(VlaJepaPolicy { manifest, vision, text, dit_step, tokenizer, chat_template })
+        Ok(VlaJepaPolicy { manifest, vision, text, dit_condition, dit_step, tokenizer, chat_template })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -327,6 +334,17 @@ impl VlaJepaPolicy {
             _ => None,
         };
 
+        let conditioning = TensorValue::f32(&[cond_rows, cond_dim], cond.clone());
+        let step_context: Vec<(String, TensorValue)> = match &self.dit_condition {
+            Some(graph) => {
+                let t = Instant::now();
+                let out = graph.run(&[(dit_io::CONDITIONING, conditioning)])?;
+                timings.push(("dit_condition".into(), ms(t)));
+                out.into_iter().collect()
+            }
+            None => vec![(dit_io::CONDITIONING.to_string(), conditioning)],
+        };
+
         let steps = spec.timesteps.len();
         let dt = 1.0 / steps as f32;
         let mut velocities = Vec::with_capacity(steps);
@@ -335,8 +353,8 @@ impl VlaJepaPolicy {
             let mut inputs = vec![
                 (dit_io::NOISY_ACTIONS, TensorValue::f32(&[chunk, adim], x.clone())),
                 (dit_io::TIMESTEP, TensorValue::i64(&[1], vec![timestep])),
-                (dit_io::CONDITIONING, TensorValue::f32(&[cond_rows, cond_dim], cond.clone())),
             ];
+            inputs.extend(step_context.iter().map(|(name, value)| (name.as_str(), value.clone())));
             if let Some(st) = &state {
                 inputs.push((dit_io::STATE, TensorValue::f32(&[st.len()], st.clone())));
             }
