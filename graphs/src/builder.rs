@@ -216,10 +216,10 @@ impl DeferredWeight {
             Encoding::F16 => vec![Initializer {
                 name: self.name.clone(),
                 dims,
-                data: TensorData::F16(t.data.iter().map(|&v| half::f16::from_f32(v)).collect()),
+                data: TensorData::F16(vjx_calibration::fp16::to_f16(&t.data)),
             }],
             Encoding::Int8 { scale_name, axis } => {
-                let (values, scales) = crate::quantize::symmetric_int8(&t.data, &t.shape, *axis);
+                let (values, scales) = vjx_calibration::int8::symmetric_int8(&t.data, &t.shape, *axis);
                 let scale_len = scales.len() as i64;
                 vec![
                     Initializer { name: self.name.clone(), dims, data: TensorData::I8(values) },

@@ -5,7 +5,6 @@
 pub mod builder;
 pub mod nn;
 pub mod onnx;
-pub mod quantize;
 pub mod qwen3_vl;
 pub mod vla_jepa;
 pub mod weights;
