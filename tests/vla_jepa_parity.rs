@@ -126,6 +126,11 @@ fn int8_export_stays_within_its_bar_on_ort_cpu() {
 }
 
 #[test]
+fn int8_export_stays_within_its_bar_on_tract() {
+    every_fixture_matches_upstream_at_every_stage("tract", "int8");
+}
+
+#[test]
 fn fp16_graphs_store_half_precision_weights() {
     let case = any_case();
     let size = |precision: &str| -> u64 {
