@@ -132,6 +132,7 @@ def main() -> None:
 
 
 def bench(args: argparse.Namespace) -> dict:
+    loadavg_start = os.getloadavg()[0]  # other work on the machine skews every timing
     torch.set_num_threads(args.threads)
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import make_pre_post_processors
@@ -223,6 +224,7 @@ def bench(args: argparse.Namespace) -> dict:
             "first_call_s": first_call_s,
             "load_s": load_s,
             "peak_rss_mb": peak_rss_mb(),
+            "loadavg_1m_start": loadavg_start,
             "L": caps.values.get("L"),
             "image_grid_thw": caps.values.get("image_grid_thw"),
             "qwen_dtype": str(qwen_dtype).removeprefix("torch."),
