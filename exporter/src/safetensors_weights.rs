@@ -174,6 +174,17 @@ impl SafetensorsWeights {
     }
 
     /// The tensor converted to f32.
+    /// Drops the mapped pages of a tensor already converted from this process's resident set (the
+    /// page cache keeps them), so that reading a whole checkpoint does not keep it all resident.
+    fn release_pages(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        // SAFETY: the map is read-only and file-backed; dropped pages are faulted back in from
+        // the file, with the same contents, on the next access.
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+
     pub fn tensor_f32(&self, name: &str) -> Result<WeightTensor, WeightsError> {
         let entry = self
             .entry(name)
@@ -188,6 +199,7 @@ impl SafetensorsWeights {
                 tensor: name.to_string(),
                 dtype: format!("{:?}", entry.dtype),
             })?;
+        self.release_pages(entry.start, entry.end - entry.start);
         Ok(WeightTensor::new(entry.shape.clone(), data))
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vjx_graphs::qwen3_vl::{text, vision, Qwen3VlConfig};
 use vjx_graphs::vla_jepa::{config::VlaJepaConfig, dit};
-use vjx_graphs::{Model, Precision, WeightSource};
+use vjx_graphs::{Model, WeightSource};
 use vjx_runtime::manifest::{self, CameraSpec, GraphEntry, Manifest, Source, VlaJepaSpec};
 use vjx_runtime::preprocess::prompt::{self, PromptSpec};
 use vjx_runtime::preprocess::qwen_image::QwenImageProcessorConfig;
@@ -88,8 +88,6 @@ pub fn export_vla_jepa(
     let mut report = Vec::new();
     let mut files = BTreeMap::new();
     let precision = opts.precision;
-    // The action head is small and sits in the Euler loop: int8 keeps it in f32.
-    let head_precision = if precision == Precision::Int8 { Precision::F32 } else { precision };
 
     progress.message("building the vision graph");
     let vision_model = vision::build_vision_graph_at(&qwen.vision_config, &weights, VISION_PREFIX, precision)?;
@@ -115,7 +113,7 @@ pub fn export_vla_jepa(
         qwen.text_config.hidden_size,
         &weights,
         ACTION_HEAD_PREFIX,
-        head_precision,
+        precision,
     )?;
     let condition = write_graph(condition_model, &weights, out, "dit_condition", &mut report, &mut files)?;
     graphs.insert("dit_condition".to_string(), condition);

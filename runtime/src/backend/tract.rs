@@ -3,7 +3,7 @@
 //! call), because tract cannot optimize every reshape over symbolic dims.
 
 use super::{Backend, BackendError, GraphSession, Outputs, TensorValue};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
@@ -60,11 +60,12 @@ impl Backend for TractBackend {
             .iter()
             .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
             .collect::<Vec<_>>();
+        drop(model);
         Ok(Box::new(TractSession {
             graph: graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            graph_file: graph_file.to_path_buf(),
             input_names,
             output_names,
-            model,
             plans: Mutex::new(HashMap::new()),
             executor: self.executor.clone(),
         }))
@@ -75,7 +76,10 @@ struct TractSession {
     graph: String,
     input_names: Vec<String>,
     output_names: Vec<String>,
-    model: InferenceModel,
+    /// Parsed again for each new set of input shapes rather than kept: an optimized plan holds
+    /// its own (packed) copy of every weight, and keeping the parsed model too would double
+    /// the memory.
+    graph_file: PathBuf,
     plans: Mutex<HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>>,
     executor: Executor,
 }
@@ -88,7 +92,7 @@ impl TractSession {
         if let Some(plan) = plans.get(&shapes) {
             return Ok(plan.clone());
         }
-        let mut model = self.model.clone();
+        let mut model = tract_onnx::onnx().model_for_path(&self.graph_file)?;
         for (i, t) in inputs.iter().enumerate() {
             model.set_input_fact(i, InferenceFact::dt_shape(t.datum_type(), t.shape()))?;
         }
