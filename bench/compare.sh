@@ -104,7 +104,7 @@ mkdir -p "$res"
 # Disk: the exports replace bench/work/<size>/export-{fp32,int8}; fp32 is about 1.8x the bf16
 # checkpoint, int8 about 0.55x. Fail now rather than after the upstream runs.
 ckpt_bytes=$(stat -c %s "$ckpt/model.safetensors")
-old_exports=$(du -sb "$work"/export-fp32 "$work"/export-int8 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}')
+old_exports=$({ du -sb "$work"/export-fp32 "$work"/export-int8 2>/dev/null || true; } | awk '{s += $1} END {printf "%.0f", s}')
 avail=$(( $(df -Pk "$work" | awk 'NR == 2 {print $4}') * 1024 + old_exports ))
 need=$(( ckpt_bytes * 24 / 10 ))
 (( avail >= need )) || die "not enough disk for the exports under $work: need ~$(( need >> 30 )) GiB, have $(( avail >> 30 )) GiB"
