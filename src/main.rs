@@ -51,8 +51,8 @@ struct ExportArgs {
     #[arg(long)]
     json: bool,
     /// Arithmetic of the graphs: fp32 (exact), fp16 (f16 weights and products; norms, softmax,
-    /// rotary tables and the Euler loop stay f32), or int8 (8-bit weights for the vision and
-    /// text stacks with dynamically quantized activations, for ONNX Runtime).
+    /// rotary tables and the Euler loop stay f32), or int8 (8-bit weights for every linear
+    /// layer with dynamically quantized activations, for ONNX Runtime).
     #[arg(long, default_value = "fp32", value_parser = Precision::NAMES)]
     precision: String,
 }

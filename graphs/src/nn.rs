@@ -44,7 +44,7 @@ pub fn project(
             Ok(g.cast(&y, DType::F32))
         }
         Precision::Int8 => {
-            let scale_name = format!("{weight_name}.int8_scale");
+            let scale_name = int8_scale_name(weight_name);
             let encoding = Encoding::Int8 { scale_name: scale_name.clone(), axis: 1 };
             let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, encoding)?;
             // The pattern ONNX Runtime fuses into DynamicQuantizeMatMul (u8 × s8 GEMM).
@@ -56,6 +56,11 @@ pub fn project(
             Ok(g.mul(&acc, &scale))
         }
     }
+}
+
+/// The initializer holding the per-channel scales of an int8 checkpoint tensor.
+fn int8_scale_name(weight_name: &str) -> String {
+    format!("{weight_name}.int8_scale")
 }
 
 /// Rows `indices` of the checkpoint table `name` (`[rows, cols]`) as f32, the table stored at
@@ -78,7 +83,7 @@ pub fn gather_rows(
             Ok(g.cast(&rows, DType::F32))
         }
         Precision::Int8 => {
-            let scale_name = format!("{name}.int8_scale");
+            let scale_name = int8_scale_name(name);
             let encoding = Encoding::Int8 { scale_name: scale_name.clone(), axis: 0 };
             let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, encoding)?;
             let rows = g.gather(&table, indices, 0);

@@ -40,27 +40,10 @@ impl Backend for TractBackend {
         "tract"
     }
 
+    /// Reads only the graph's I/O names here: tract parses the model (weights included) when it
+    /// plans the first call, so a large graph is never parsed twice at start-up.
     fn load(&self, graph_file: &Path) -> Result<Box<dyn GraphSession>, BackendError> {
-        let load_err = |e: TractError| BackendError::Load {
-            path: graph_file.to_path_buf(),
-            reason: format!("{e:#}"),
-        };
-        let model = tract_onnx::onnx()
-            .model_for_path(graph_file)
-            .map_err(load_err)?;
-        let input_names = model
-            .input_outlets()
-            .map_err(load_err)?
-            .iter()
-            .map(|o| model.node(o.node).name.clone())
-            .collect::<Vec<_>>();
-        let output_names = model
-            .output_outlets()
-            .map_err(load_err)?
-            .iter()
-            .map(|o| model.outlet_label(*o).unwrap_or(&model.node(o.node).name).to_string())
-            .collect::<Vec<_>>();
-        drop(model);
+        let (input_names, output_names) = graph_io_names(graph_file)?;
         Ok(Box::new(TractSession {
             graph: graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
             graph_file: graph_file.to_path_buf(),
@@ -70,6 +53,22 @@ impl Backend for TractBackend {
             executor: self.executor.clone(),
         }))
     }
+}
+
+/// Input and output names of an ONNX file, from its graph proto (external data is not read).
+fn graph_io_names(graph_file: &Path) -> Result<(Vec<String>, Vec<String>), BackendError> {
+    use prost::Message;
+    let load_err = |reason: String| BackendError::Load { path: graph_file.to_path_buf(), reason };
+    let bytes = std::fs::read(graph_file).map_err(|e| load_err(e.to_string()))?;
+    let model = vjx_graphs::onnx::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| load_err(format!("not an ONNX model: {e}")))?;
+    let graph = model.graph.ok_or_else(|| load_err("the model has no graph".to_string()))?;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let name = |v: &vjx_graphs::onnx::ValueInfoProto| v.name.clone().unwrap_or_default();
+    let inputs = graph.input.iter().filter(|v| !initializers.contains(name(v).as_str())).map(name).collect();
+    let outputs = graph.output.iter().map(name).collect();
+    Ok((inputs, outputs))
 }
 
 struct TractSession {
