@@ -3,10 +3,13 @@
 //! config.json and names initializers after the checkpoint's weight names.
 
 pub mod builder;
+pub mod lingbot_va;
 pub mod nn;
 pub mod onnx;
 pub mod qwen3_vl;
+pub mod umt5;
 pub mod vla_jepa;
+pub mod wan_vae;
 pub mod weights;
 
 pub use builder::{DType, Dim, Encoding, GraphBuilder, Layout, Model, Precision, Value, WriteError, WrittenModel};

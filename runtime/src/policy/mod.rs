@@ -1,6 +1,7 @@
 //! One pipeline per policy, behind a common entry point: [`Policy::load`] reads an export
 //! dir and [`Policy::predict_chunk`] turns one observation into one action chunk.
 
+pub mod lingbot_va;
 pub mod observation;
 pub mod vla_jepa;
 

@@ -6,5 +6,6 @@ pub mod image;
 pub mod prompt;
 pub mod qwen_image;
 pub mod tokenize;
+pub mod umt5_prompt;
 
 pub use error::PreprocessError;

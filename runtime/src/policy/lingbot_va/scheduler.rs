@@ -1,0 +1,1 @@
+//! The flow-matching scheduler of LingBot-VA (shifted sigmas, Euler step).
