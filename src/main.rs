@@ -28,6 +28,28 @@ enum Command {
     Run(RunArgs),
     /// Measure latency per chunk and per stage.
     Bench(BenchArgs),
+    /// Replay a recorded episode through a LingBot-VA export, one `select_action` per observation.
+    Episode(EpisodeArgs),
+}
+
+#[derive(Args)]
+struct EpisodeArgs {
+    /// Export dir written by `vjx export` (a LingBot-VA export).
+    export_dir: PathBuf,
+    /// The episode: `{"task", "calls": [{"images": {key: png}, "state"?}], "noise"?: [{"latents", "actions"}]}`.
+    #[arg(long)]
+    episode: PathBuf,
+    /// Seed of the per-chunk Gaussian noise when episode.json gives none (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print `{"actions": [...], "actions_normalized": [...]}` (one row per call) on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write text_embeds.npy and chunk{k}/{vae_latent,video_latents,actions_normalized,actions}.npy here.
+    #[arg(long)]
+    dump: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Args)]
@@ -137,6 +159,7 @@ fn main() {
         Command::Export(a) => cmd_export(a),
         Command::Run(a) => cmd_run(a),
         Command::Bench(a) => cmd_bench(a),
+        Command::Episode(a) => cmd_episode(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -223,7 +246,7 @@ fn observation(args: &ObservationArgs) -> Result<Observation> {
 /// A deterministic observation for `vjx bench` without `--image`: smooth colour gradients at
 /// each camera's declared size, the state's mean (zeros without stats), and a fixed task.
 fn sample_observation(policy: &Policy) -> Observation {
-    let spec = &policy.manifest().vla_jepa;
+    let spec = policy.manifest().vla_jepa();
     let mut obs = Observation::default();
     for (ci, cam) in spec.cameras.iter().enumerate() {
         let (h, w) = (cam.shape.get(1).copied().unwrap_or(64), cam.shape.get(2).copied().unwrap_or(64));
@@ -285,16 +308,74 @@ fn cmd_run(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes each tensor as `<dir>/<name>.npy` into a temp dir renamed into place.
+/// Writes each tensor as `<dir>/<name>.npy` (a name may hold sub-dirs, e.g. `chunk0/actions`).
 fn write_dump(dir: &Path, tensors: &std::collections::BTreeMap<String, vjx_runtime::backend::TensorValue>) -> Result<()> {
     use vjx_runtime::backend::TensorValue;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, value) in tensors {
         let path = dir.join(format!("{name}.npy"));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
         match value {
             TensorValue::F32(a) => vjx_runtime::npy::write_f32(&path, a)?,
             TensorValue::I64(a) => vjx_runtime::npy::write_i64(&path, a)?,
         }
+    }
+    Ok(())
+}
+
+fn cmd_episode(a: EpisodeArgs) -> Result<()> {
+    use vjx_runtime::policy::lingbot_va::{ChunkNoise, EpisodeFile};
+    let file = EpisodeFile::read(&a.episode)?;
+    let backend = backend(&a.backend, &a.export_dir)?;
+    let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    let Policy::LingbotVa(policy) = &policy else {
+        bail!(
+            "{}: `vjx episode` replays LingBot-VA exports; this export is `{}` (use `vjx run`)",
+            a.export_dir.display(),
+            policy.manifest().policy_type
+        );
+    };
+    if !a.json {
+        log_placements(backend.as_ref());
+    }
+    let noise = file.noise.clone().unwrap_or(ChunkNoise::Seeded(a.seed.unwrap_or(0)));
+    let mut episode = policy.episode(noise);
+    episode.keep_intermediates(a.dump.is_some());
+    let (mut actions, mut normalized) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    for (i, obs) in file.calls.iter().enumerate() {
+        let step = episode.select_action(obs).with_context(|| format!("call {i} of {}", a.episode.display()))?;
+        if step.predicted && !a.json {
+            let ms: f64 = episode.take_timings().iter().map(|(_, v)| v).sum();
+            eprintln!("  call {i:>4}: chunk {} predicted in {ms:.1} ms", episode.chunks() - 1);
+        }
+        actions.push(step.action);
+        normalized.push(step.action_normalized);
+    }
+    if let Some(dir) = &a.dump {
+        let tensors = episode
+            .intermediates()
+            .iter()
+            .map(|(k, v)| (k.clone(), vjx_runtime::backend::TensorValue::F32(v.clone())))
+            .collect();
+        write_dump(dir, &tensors)?;
+    }
+    if a.json {
+        let out = serde_json::json!({ "actions": actions, "actions_normalized": normalized });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        for (i, row) in actions.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:>9.4}")).collect();
+            println!("{i:>4} {}", cells.join(" "));
+        }
+        eprintln!(
+            "{} calls, {} chunks in {:.1} s",
+            file.calls.len(),
+            episode.chunks(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vjx_graphs::Precision;
+use vjx_graphs::{Model, Precision, WeightSource};
+use std::collections::BTreeMap;
+use vjx_runtime::manifest::GraphEntry;
 
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -86,8 +88,9 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
 
     let (backbone_root, graphs) = match kind.as_str() {
         "vla_jepa" => crate::vla_jepa::export_vla_jepa(&ckpt, opts, staging.path(), &progress)?,
+        "lingbot_va" => crate::lingbot_va::export_lingbot_va(&ckpt, opts, staging.path(), &progress)?,
         other => bail!(
-            "{}: policy type `{other}` is not supported (supported: vla_jepa)",
+            "{}: policy type `{other}` is not supported (supported: vla_jepa, lingbot_va)",
             config_path.display()
         ),
     };
@@ -112,4 +115,50 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         seconds: start.elapsed().as_secs_f64(),
         peak_rss_mb: vjx_runtime::bench::peak_rss_mb(),
     })
+}
+
+/// Reads and parses a JSON file, naming it in the error.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Writes one graph (and its external data) into `dir` as `<role>.onnx`, records its
+/// checksums and its report line, and returns its manifest entry.
+pub(crate) fn write_graph(
+    model: Model,
+    weights: &dyn WeightSource,
+    dir: &Path,
+    role: &str,
+    graphs: &mut Vec<ExportedGraph>,
+    checksums: &mut BTreeMap<String, String>,
+) -> Result<GraphEntry> {
+    let (nodes, bytes) = (model.num_nodes(), model.weight_bytes());
+    let inputs = model.inputs.clone();
+    let outputs = model.outputs.clone();
+    let written = model.write_with(dir, role, weights).with_context(|| format!("writing the {role} graph"))?;
+    let file = written.graph_file.file_name().unwrap().to_string_lossy().into_owned();
+    checksums.insert(file.clone(), written.graph_sha256.clone());
+    if let (Some(path), Some(sha)) = (&written.data_file, &written.data_sha256) {
+        checksums.insert(path.file_name().unwrap().to_string_lossy().into_owned(), sha.clone());
+    }
+    graphs.push(ExportedGraph { role: role.to_string(), file: file.clone(), nodes, weight_bytes: bytes });
+    Ok(GraphEntry {
+        file,
+        data_file: written.data_file.map(|p| p.file_name().unwrap().to_string_lossy().into_owned()),
+        inputs,
+        outputs,
+    })
+}
+
+/// Adds the checksum of every file in `out` the graphs did not already record.
+pub(crate) fn checksum_other_files(out: &Path, files: &mut BTreeMap<String, String>) -> Result<()> {
+    for entry in std::fs::read_dir(out)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !files.contains_key(&name) {
+            files.insert(name, vjx_runtime::manifest::sha256_file(&path)?);
+        }
+    }
+    Ok(())
 }

@@ -67,7 +67,7 @@ pub enum ProcessorError {
     },
     #[error(
         "step {index} `{name}` of {pipeline} normalizes `{feature}` with {mode}; \
-         vjx supports MEAN_STD, MIN_MAX and IDENTITY"
+         vjx supports MEAN_STD, MIN_MAX, QUANTILES, QUANTILE10 and IDENTITY"
     )]
     UnsupportedNormMode {
         pipeline: PathBuf,
@@ -599,7 +599,7 @@ impl NormalizerStep {
             }
         }
         // Not `action.count`, which LeRobot also saves, with one value.
-        ["min", "max", "mean", "std"]
+        ["min", "max", "mean", "std", "q01", "q99", "q10", "q90"]
             .iter()
             .find_map(|stat| self.stats.get(&format!("{ACTION_KEY}.{stat}")))
             .map(Vec::len)
@@ -639,6 +639,8 @@ impl NormalizerStep {
             "IDENTITY" => NormMode::Identity,
             "MEAN_STD" => NormMode::MeanStd,
             "MIN_MAX" => NormMode::MinMax,
+            "QUANTILES" => NormMode::Quantiles,
+            "QUANTILE10" => NormMode::Quantile10,
             other => {
                 return Err(ProcessorError::UnsupportedNormMode {
                     pipeline: pipeline.path.clone(),
@@ -690,15 +692,25 @@ impl NormalizerStep {
                 mode,
                 mean: Some(stat("mean")?),
                 std: Some(stat("std")?),
-                min: None,
-                max: None,
+                ..Default::default()
             },
             NormMode::MinMax => FeatureNorm {
                 mode,
-                mean: None,
-                std: None,
                 min: Some(stat("min")?),
                 max: Some(stat("max")?),
+                ..Default::default()
+            },
+            NormMode::Quantiles => FeatureNorm {
+                mode,
+                q01: Some(stat("q01")?),
+                q99: Some(stat("q99")?),
+                ..Default::default()
+            },
+            NormMode::Quantile10 => FeatureNorm {
+                mode,
+                q10: Some(stat("q10")?),
+                q90: Some(stat("q90")?),
+                ..Default::default()
             },
             NormMode::Identity => identity(),
         };
@@ -713,6 +725,10 @@ fn check_same_width(norm: &FeatureNorm, key: &str, file: &Path) -> Result<(), Pr
         ("std", &norm.std),
         ("min", &norm.min),
         ("max", &norm.max),
+        ("q01", &norm.q01),
+        ("q99", &norm.q99),
+        ("q10", &norm.q10),
+        ("q90", &norm.q90),
     ];
     let present: Vec<(&str, usize)> = stats
         .iter()
@@ -733,13 +749,7 @@ fn check_same_width(norm: &FeatureNorm, key: &str, file: &Path) -> Result<(), Pr
 }
 
 fn identity() -> FeatureNorm {
-    FeatureNorm {
-        mode: NormMode::Identity,
-        mean: None,
-        std: None,
-        min: None,
-        max: None,
-    }
+    FeatureNorm::default()
 }
 
 /// Which action dims are relative to the state: all of them, except those whose name

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod lerobot_processors;
+pub mod lingbot_va;
 pub mod safetensors_weights;
 pub mod export;
 pub mod progress;

@@ -59,8 +59,8 @@ pub enum WeightsError {
         shard: PathBuf,
         tensor: String,
     },
-    #[error("neither {single} nor {index} exists in {dir}", single = SINGLE_FILE_NAME, index = INDEX_FILE_NAME)]
-    NoWeightsInDir { dir: PathBuf },
+    #[error("neither {stem}.safetensors nor {stem}.safetensors.index.json exists in {dir}")]
+    NoWeightsInDir { dir: PathBuf, stem: String },
 }
 
 /// Where one tensor lives inside the mapped file, and how it is stored.
@@ -338,9 +338,15 @@ impl ShardedWeights {
     /// Opens `dir/model.safetensors`, or else the shards listed in
     /// `dir/model.safetensors.index.json`.
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, WeightsError> {
+        Self::open_dir_named(dir, "model")
+    }
+
+    /// Opens `dir/<stem>.safetensors`, or else the shards listed in
+    /// `dir/<stem>.safetensors.index.json` (diffusers names its files `diffusion_pytorch_model`).
+    pub fn open_dir_named(dir: impl AsRef<Path>, stem: &str) -> Result<Self, WeightsError> {
         let dir = dir.as_ref();
-        let single = dir.join(SINGLE_FILE_NAME);
-        let index = dir.join(INDEX_FILE_NAME);
+        let single = dir.join(format!("{stem}.safetensors"));
+        let index = dir.join(format!("{stem}.safetensors.index.json"));
         if single.is_file() {
             Ok(Self::from_single(SafetensorsWeights::open(single)?))
         } else if index.is_file() {
@@ -348,6 +354,7 @@ impl ShardedWeights {
         } else {
             Err(WeightsError::NoWeightsInDir {
                 dir: dir.to_path_buf(),
+                stem: stem.to_string(),
             })
         }
     }

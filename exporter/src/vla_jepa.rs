@@ -2,7 +2,7 @@
 //! augmented tokenizer, the chat template and the manifest.
 
 use crate::checkpoint::{self, ResolvedRepo};
-use crate::export::{ExportOptions, ExportedGraph};
+use crate::export::{checksum_other_files, read_json, write_graph, ExportOptions, ExportedGraph};
 use crate::lerobot_processors;
 use crate::progress::Progress;
 use crate::safetensors_weights::ShardedWeights;
@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vjx_graphs::qwen3_vl::{text, vision, Qwen3VlConfig};
 use vjx_graphs::vla_jepa::{config::VlaJepaConfig, dit};
-use vjx_graphs::{Model, WeightSource};
-use vjx_runtime::manifest::{self, CameraSpec, GraphEntry, Manifest, Source, VlaJepaSpec};
+use vjx_graphs::WeightSource;
+use vjx_runtime::manifest::{self, CameraSpec, Manifest, Source, VlaJepaSpec};
 use vjx_runtime::preprocess::prompt::{self, PromptSpec};
 use vjx_runtime::preprocess::qwen_image::QwenImageProcessorConfig;
 use vjx_runtime::preprocess::tokenize::{PolicyTokenSpec, PolicyTokenizer};
@@ -29,37 +29,6 @@ const EMBED_NAMES: [&str; 2] = [
 const BACKBONE_FILES: &[&str] = &["config.json", "tokenizer.json", "preprocessor_config.json"];
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn write_graph(
-    model: Model,
-    weights: &dyn WeightSource,
-    dir: &Path,
-    role: &str,
-    graphs: &mut Vec<ExportedGraph>,
-    checksums: &mut BTreeMap<String, String>,
-) -> Result<GraphEntry> {
-    let (nodes, bytes) = (model.num_nodes(), model.weight_bytes());
-    let inputs = model.inputs.clone();
-    let outputs = model.outputs.clone();
-    let written = model.write_with(dir, role, weights).with_context(|| format!("writing the {role} graph"))?;
-    let file = written.graph_file.file_name().unwrap().to_string_lossy().into_owned();
-    checksums.insert(file.clone(), written.graph_sha256.clone());
-    if let (Some(path), Some(sha)) = (&written.data_file, &written.data_sha256) {
-        checksums.insert(path.file_name().unwrap().to_string_lossy().into_owned(), sha.clone());
-    }
-    graphs.push(ExportedGraph { role: role.to_string(), file: file.clone(), nodes, weight_bytes: bytes });
-    Ok(GraphEntry {
-        file,
-        data_file: written.data_file.map(|p| p.file_name().unwrap().to_string_lossy().into_owned()),
-        inputs,
-        outputs,
-    })
-}
 
 pub fn export_vla_jepa(
     ckpt: &ResolvedRepo,
@@ -167,13 +136,7 @@ pub fn export_vla_jepa(
         state_dim: config.state_dim(),
         timesteps: dit::euler_timesteps(&config),
     };
-    for entry in std::fs::read_dir(out)? {
-        let path = entry?.path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !files.contains_key(&name) {
-            files.insert(name, manifest::sha256_file(&path)?);
-        }
-    }
+    checksum_other_files(out, &mut files)?;
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         policy_type: "vla_jepa".to_string(),
@@ -185,7 +148,8 @@ pub fn export_vla_jepa(
             revision: opts.revision.clone(),
         },
         graphs,
-        vla_jepa: spec,
+        vla_jepa: Some(spec),
+        lingbot_va: None,
         normalization: processors.normalization,
         postprocess: processors.post_steps,
         files,

@@ -172,18 +172,16 @@ fn the_default_pipelines_give_mean_std_state_min_max_action_and_ordered_steps() 
             mode: NormMode::MeanStd,
             mean: Some(STATE_MEAN.to_vec()),
             std: Some(STATE_STD.to_vec()),
-            min: None,
-            max: None
+            ..Default::default()
         })
     );
     assert_eq!(
         processors.normalization.action,
         FeatureNorm {
             mode: NormMode::MinMax,
-            mean: None,
-            std: None,
             min: Some(ACTION_MIN.to_vec()),
-            max: Some(ACTION_MAX.to_vec())
+            max: Some(ACTION_MAX.to_vec()),
+            ..Default::default()
         }
     );
     assert_eq!(

@@ -108,7 +108,7 @@ pub fn run_bench(
     let totals = sorted(totals);
     let p50 = percentile(&totals, 50.0);
     let chunks_per_s = 1e3 / p50;
-    let n_action_steps = manifest.vla_jepa.n_action_steps;
+    let n_action_steps = manifest.vla_jepa().n_action_steps;
     Ok(BenchReport {
         backend: cfg.backend.clone(),
         device: cfg.device.clone(),

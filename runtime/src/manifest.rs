@@ -26,7 +26,11 @@ pub struct Manifest {
     pub source: Source,
     /// Graph role (`vision`, `text`, `dit_step`) → its files and I/O.
     pub graphs: BTreeMap<String, GraphEntry>,
-    pub vla_jepa: VlaJepaSpec,
+    /// The policy's own section: exactly one is present, the one `policy_type` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vla_jepa: Option<VlaJepaSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lingbot_va: Option<LingbotVaSpec>,
     pub normalization: Normalization,
     pub postprocess: Vec<PostStep>,
     /// Every file of the export (graphs, weights, tokenizer, template) → sha256 hex.
@@ -75,6 +79,22 @@ pub struct VlaJepaSpec {
     pub timesteps: Vec<i64>,
 }
 
+/// What a LingBot-VA export needs besides its graphs. The configs are copies of the
+/// checkpoint's own files, read at load with the same parsers the exporter used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LingbotVaSpec {
+    /// Cameras in `obs_cam_keys` order.
+    pub cameras: Vec<CameraSpec>,
+    /// The LeRobot checkpoint's config.json.
+    pub policy_config_file: String,
+    /// The Wan VAE's `vae/config.json`.
+    pub vae_config_file: String,
+    /// The UMT5 tokenizer's `tokenizer.json`.
+    pub tokenizer_file: String,
+    /// The classifier-free-guidance prompt (upstream encodes `""`).
+    pub negative_prompt: String,
+}
+
 #[derive(Debug, Error)]
 pub enum ManifestError {
     #[error("{path}: not an export dir (no {MANIFEST_FILE}); run `vjx export` first")]
@@ -87,6 +107,8 @@ pub enum ManifestError {
     Checksum { path: PathBuf, expected: String, found: String },
     #[error("{path}: listed in the manifest but missing")]
     MissingFile { path: PathBuf },
+    #[error("{path}: policy type `{policy_type}` but no `{section}` section; re-export with this vjx")]
+    MissingSection { path: PathBuf, policy_type: String, section: &'static str },
 }
 
 impl Manifest {
@@ -106,6 +128,14 @@ impl Manifest {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        let section = match manifest.policy_type.as_str() {
+            "vla_jepa" if manifest.vla_jepa.is_none() => Some("vla_jepa"),
+            "lingbot_va" if manifest.lingbot_va.is_none() => Some("lingbot_va"),
+            _ => None,
+        };
+        if let Some(section) = section {
+            return Err(ManifestError::MissingSection { path, policy_type: manifest.policy_type.clone(), section });
+        }
         if verify {
             for (file, expected) in &manifest.files {
                 let file_path = dir.join(file);
@@ -122,6 +152,11 @@ impl Manifest {
             }
         }
         Ok(manifest)
+    }
+
+    /// The VLA-JEPA section; `load` checked it is there when the policy type says so.
+    pub fn vla_jepa(&self) -> &VlaJepaSpec {
+        self.vla_jepa.as_ref().expect("a vla_jepa manifest has its section (checked at load)")
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {

@@ -3,16 +3,21 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NormMode {
     MeanStd,
     MinMax,
+    /// `[q01, q99]` → `[-1, 1]`.
+    Quantiles,
+    /// `[q10, q90]` → `[-1, 1]`.
+    Quantile10,
+    #[default]
     Identity,
 }
 
 /// One feature's normalization statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FeatureNorm {
     pub mode: NormMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,6 +28,14 @@ pub struct FeatureNorm {
     pub min: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q01: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q99: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q10: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q90: Option<Vec<f32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +85,21 @@ impl FeatureNorm {
                     x[i] = (x[i] - min[i]) / denom * 2.0 - 1.0;
                 }
             }
+            NormMode::Quantiles | NormMode::Quantile10 => {
+                let (low, high) = self.quantile_range(n);
+                for i in 0..n {
+                    let denom = min_max_denom(low[i], high[i]);
+                    x[i] = 2.0 * (x[i] - low[i]) / denom - 1.0;
+                }
+            }
+        }
+    }
+
+    /// The `(low, high)` quantiles of a quantile mode.
+    fn quantile_range(&self, n: usize) -> (&[f32], &[f32]) {
+        match self.mode {
+            NormMode::Quantile10 => (Self::stat(&self.q10, "q10", n), Self::stat(&self.q90, "q90", n)),
+            _ => (Self::stat(&self.q01, "q01", n), Self::stat(&self.q99, "q99", n)),
         }
     }
 
@@ -93,12 +121,19 @@ impl FeatureNorm {
                     x[i] = (x[i] + 1.0) / 2.0 * denom + min[i];
                 }
             }
+            NormMode::Quantiles | NormMode::Quantile10 => {
+                let (low, high) = self.quantile_range(n);
+                for i in 0..n {
+                    let denom = min_max_denom(low[i], high[i]);
+                    x[i] = (x[i] + 1.0) * denom / 2.0 + low[i];
+                }
+            }
         }
     }
 
     /// The feature width its statistics describe (None for identity without stats).
     pub fn width(&self) -> Option<usize> {
-        [&self.mean, &self.std, &self.min, &self.max]
+        [&self.mean, &self.std, &self.min, &self.max, &self.q01, &self.q99, &self.q10, &self.q90]
             .into_iter()
             .flatten()
             .map(|v| v.len())
@@ -154,7 +189,7 @@ mod tests {
     use super::*;
 
     fn min_max(min: Vec<f32>, max: Vec<f32>) -> FeatureNorm {
-        FeatureNorm { mode: NormMode::MinMax, mean: None, std: None, min: Some(min), max: Some(max) }
+        FeatureNorm { mode: NormMode::MinMax, min: Some(min), max: Some(max), ..Default::default() }
     }
 
     #[test]
@@ -167,7 +202,7 @@ mod tests {
 
     #[test]
     fn mean_std_normalize_divides_by_std_plus_eps() {
-        let norm = FeatureNorm { mode: NormMode::MeanStd, mean: Some(vec![1.0]), std: Some(vec![2.0]), min: None, max: None };
+        let norm = FeatureNorm { mode: NormMode::MeanStd, mean: Some(vec![1.0]), std: Some(vec![2.0]), ..Default::default() };
         let mut x = [5.0];
         norm.normalize(&mut x);
         assert!((x[0] - 4.0 / (2.0 + 1e-8)).abs() < 1e-7);
@@ -195,5 +230,22 @@ mod tests {
         let mut chunk = [1.0, 1.0];
         apply_post_steps(&[PostStep::AbsoluteActions { mask: vec![true, false] }], &norm, &mut chunk, 2, Some(&[10.0, 10.0]));
         assert_eq!(chunk, [11.0, 1.0]);
+    }
+
+    #[test]
+    fn quantiles_unnormalize_maps_minus_one_to_q01_and_one_to_q99() {
+        let norm = FeatureNorm {
+            mode: NormMode::Quantiles,
+            q01: Some(vec![-0.5, 2.0]),
+            q99: Some(vec![1.5, 2.0]),
+            ..Default::default()
+        };
+        let mut x = [-1.0, 1.0];
+        norm.unnormalize(&mut x);
+        // A zero quantile range falls back to LeRobot's eps as the denominator.
+        assert_eq!(x, [-0.5, 2.0 + 1e-8]);
+        let mut y = [0.5, 2.0];
+        norm.normalize(&mut y);
+        assert_eq!(y, [0.0, -1.0]);
     }
 }

@@ -21,7 +21,11 @@ pub fn fixture_cases() -> Vec<PathBuf> {
         .filter(|p| p.join("checkpoint/config.json").is_file())
         .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no fixture cases under {}", root.display());
+    assert!(
+        !cases.is_empty(),
+        "no fixture cases under {}",
+        root.display()
+    );
     cases
 }
 

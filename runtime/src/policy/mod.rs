@@ -7,7 +7,7 @@ pub mod vla_jepa;
 
 use crate::backend::Backend;
 use crate::manifest::{Manifest, ManifestError};
-pub use observation::{Noise, Observation};
+pub use observation::{ImageInput, Noise, Observation};
 use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
@@ -22,7 +22,7 @@ pub enum PolicyError {
     Backend(#[from] crate::backend::BackendError),
     #[error(transparent)]
     Preprocess(#[from] crate::preprocess::PreprocessError),
-    #[error("export dir {dir}: policy type `{found}` is not supported by this runtime (supported: vla_jepa)")]
+    #[error("export dir {dir}: policy type `{found}` is not supported by this runtime (supported: vla_jepa, lingbot_va)")]
     UnsupportedPolicy { dir: String, found: String },
     #[error("{0}")]
     Other(String),
@@ -54,6 +54,7 @@ impl Prediction {
 /// A loaded export, ready to predict.
 pub enum Policy {
     VlaJepa(vla_jepa::VlaJepaPolicy),
+    LingbotVa(Box<lingbot_va::LingbotVaPolicy>),
 }
 
 impl Policy {
@@ -61,6 +62,7 @@ impl Policy {
         let manifest = Manifest::load(dir, true)?;
         match manifest.policy_type.as_str() {
             "vla_jepa" => Ok(Policy::VlaJepa(vla_jepa::VlaJepaPolicy::load(dir, manifest, backend)?)),
+            "lingbot_va" => Ok(Policy::LingbotVa(Box::new(lingbot_va::LingbotVaPolicy::load(dir, manifest, backend)?))),
             other => Err(PolicyError::UnsupportedPolicy {
                 dir: dir.display().to_string(),
                 found: other.to_string(),
@@ -71,6 +73,7 @@ impl Policy {
     pub fn manifest(&self) -> &Manifest {
         match self {
             Policy::VlaJepa(p) => p.manifest(),
+            Policy::LingbotVa(p) => p.manifest(),
         }
     }
 
@@ -82,6 +85,45 @@ impl Policy {
     ) -> Result<Prediction, PolicyError> {
         match self {
             Policy::VlaJepa(p) => p.predict_chunk(observation, noise, keep_intermediates),
+            Policy::LingbotVa(p) => lingbot_first_chunk(p, observation, noise, keep_intermediates),
         }
     }
+}
+
+/// LingBot-VA's answer to one observation: the first chunk of a fresh episode.
+fn lingbot_first_chunk(
+    policy: &lingbot_va::LingbotVaPolicy,
+    observation: &Observation,
+    noise: &Noise,
+    keep_intermediates: bool,
+) -> Result<Prediction, PolicyError> {
+    let seed = match noise {
+        Noise::Seeded(seed) => *seed,
+        Noise::Given { .. } => {
+            return Err(PolicyError::Input(
+                "LingBot-VA takes its noise per chunk in upstream's shapes: use `vjx episode` with `noise` in episode.json".into(),
+            ))
+        }
+    };
+    let mut episode = policy.episode(lingbot_va::ChunkNoise::Seeded(seed));
+    episode.keep_intermediates(keep_intermediates);
+    // The rest of the chunk is queued: draining it needs no further observation.
+    let mut rows = vec![episode.select_action(observation)?];
+    while let Some(step) = episode.pop_queued() {
+        rows.push(step);
+    }
+    let action_dim = policy.action_dim();
+    let intermediates = episode
+        .intermediates()
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::backend::TensorValue::F32(v.clone())))
+        .collect();
+    Ok(Prediction {
+        chunk_size: rows.len(),
+        action_dim,
+        actions: rows.iter().flat_map(|s| s.action.iter().copied()).collect(),
+        actions_normalized: rows.iter().flat_map(|s| s.action_normalized.iter().copied()).collect(),
+        timings_ms: episode.take_timings(),
+        intermediates,
+    })
 }

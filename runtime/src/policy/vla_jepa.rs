@@ -137,7 +137,7 @@ fn shape_profiles(
 
 impl VlaJepaPolicy {
     pub fn load(dir: &Path, manifest: Manifest, backend: &dyn Backend) -> Result<Self, PolicyError> {
-        let spec = &manifest.vla_jepa;
+        let spec = manifest.vla_jepa();
         let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
         let chat_template = std::fs::read_to_string(dir.join(&spec.chat_template_file)).map_err(|e| {
             PolicyError::Other(format!("{}: {e}", dir.join(&spec.chat_template_file).display()))
@@ -158,7 +158,7 @@ impl VlaJepaPolicy {
     }
 
     fn check_observation(&self, obs: &Observation) -> Result<(), PolicyError> {
-        let spec = &self.manifest.vla_jepa;
+        let spec = self.manifest.vla_jepa();
         let known: Vec<&str> = spec.cameras.iter().map(|c| c.key.as_str()).collect();
         for key in obs.images.keys() {
             if !known.contains(&key.as_str()) {
@@ -211,7 +211,7 @@ impl VlaJepaPolicy {
     }
 
     fn prepare(&self, obs: &Observation) -> Result<Prepared, PolicyError> {
-        let spec = &self.manifest.vla_jepa;
+        let spec = self.manifest.vla_jepa();
         let mut frames = Vec::with_capacity(spec.cameras.len());
         for camera in &spec.cameras {
             frames.push(self.frame(&camera.key, &obs.images[&camera.key])?);
@@ -222,7 +222,7 @@ impl VlaJepaPolicy {
     /// Runs the vision graph once per image; returns `(image_embeds, deepstack[k])`, rows of all
     /// images concatenated in camera order.
     fn encode_images(&self, prep: &Prepared) -> Result<(Vec<f32>, Vec<Vec<f32>>), PolicyError> {
-        let vcfg = &self.manifest.vla_jepa.backbone.vision_config;
+        let vcfg = &self.manifest.vla_jepa().backbone.vision_config;
         let taps = vcfg.deepstack_visual_indexes.len();
         let (mut embeds, mut deepstack) = (Vec::new(), vec![Vec::new(); taps]);
         let mut offset = 0;
@@ -255,7 +255,7 @@ impl VlaJepaPolicy {
         image_embeds: &[f32],
         deepstack: &[Vec<f32>],
     ) -> Result<(Vec<f32>, usize), PolicyError> {
-        let spec = &self.manifest.vla_jepa;
+        let spec = self.manifest.vla_jepa();
         let tcfg = &spec.backbone.text_config;
         let hidden = tcfg.hidden_size;
         let seq = input_ids.len();
@@ -303,7 +303,7 @@ impl VlaJepaPolicy {
         noise: &Noise,
         keep: bool,
     ) -> Result<Prediction, PolicyError> {
-        let spec = &self.manifest.vla_jepa;
+        let spec = self.manifest.vla_jepa();
         let (chunk, adim) = (spec.chunk_size, spec.action_dim);
         self.check_observation(obs)?;
         let mut x = noise.materialize(chunk, adim)?;

@@ -26,6 +26,8 @@ pub enum PreprocessError {
     ChatTemplate(#[from] minijinja::Error),
     #[error("tokenizer {path}: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
+    #[error("tokenizing prompt {text:?}: {reason}")]
+    PromptEncoding { text: String, reason: String },
     #[error("added token {token:?} got id {actual}, upstream gives it {expected}")]
     AddedTokenId {
         token: String,
