@@ -246,16 +246,16 @@ fn observation(args: &ObservationArgs) -> Result<Observation> {
 /// A deterministic observation for `vjx bench` without `--image`: smooth colour gradients at
 /// each camera's declared size, the state's mean (zeros without stats), and a fixed task.
 fn sample_observation(policy: &Policy) -> Observation {
-    let spec = policy.manifest().vla_jepa();
+    let manifest = policy.manifest();
     let mut obs = Observation::default();
-    for (ci, cam) in spec.cameras.iter().enumerate() {
+    for (ci, cam) in manifest.cameras().iter().enumerate() {
         let (h, w) = (cam.shape.get(1).copied().unwrap_or(64), cam.shape.get(2).copied().unwrap_or(64));
         let frame = ndarray::Array3::from_shape_fn((3, h, w), |(c, y, x)| {
             ((x as f32 / w as f32) * (c as f32 + 1.0) + (y as f32 / h as f32) * (ci as f32 + 0.5)) % 1.0
         });
         obs.images.insert(cam.key.clone(), ImageInput::Frame(frame));
     }
-    if let Some(dim) = spec.state_dim {
+    if let Some(dim) = manifest.vla_jepa.as_ref().and_then(|spec| spec.state_dim) {
         let mean = policy
             .manifest()
             .normalization
@@ -433,7 +433,15 @@ fn print_bench_table(r: &BenchReport) {
     println!("{:<14} {:>10} {:>10}", "stage", "p50 ms", "p90 ms");
     for name in &r.stage_order {
         let s = &r.stages_ms[name];
-        println!("{name:<14} {:>10.2} {:>10.2}", s.p50, s.p90);
+        let runs = s.runs_per_chunk.map(|n| format!("  ×{n:.0} per chunk")).unwrap_or_default();
+        println!("{name:<14} {:>10.2} {:>10.2}{runs}", s.p50, s.p90);
+    }
+    if let Some(m) = &r.cache_memory {
+        println!(
+            "carried between chunks: KV cache {:.2} MB, VAE caches {:.2} MB",
+            m.kv_cache_bytes as f64 / 1e6,
+            m.vae_cache_bytes as f64 / 1e6
+        );
     }
     println!(
         "{:.2} chunks/s, control rate {:.1} Hz ({} actions per chunk), first call {:.1} ms, load {:.1} ms, peak RSS {}",

@@ -1,5 +1,6 @@
 //! `vjx bench`: latency per chunk and per stage over repeated predictions.
 
+use crate::policy::lingbot_va::{ChunkNoise, LingbotVaPolicy};
 use crate::policy::{Noise, Observation, Policy, PolicyError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -18,6 +19,19 @@ pub struct Percentiles {
 pub struct StagePercentiles {
     pub p50: f64,
     pub p90: f64,
+    /// How often the stage runs per chunk when more than once (LingBot-VA's denoising steps);
+    /// the percentiles are then per run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_per_chunk: Option<f64>,
+}
+
+/// Memory an autoregressive policy carries from chunk to chunk.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheMemory {
+    /// The transformer's self-attention K/V pools (all blocks, all CFG rows).
+    pub kv_cache_bytes: usize,
+    /// The streaming VAE encoder's causal-conv caches.
+    pub vae_cache_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +55,8 @@ pub struct BenchReport {
     pub peak_rss_mb: Option<f64>,
     /// Where each graph runs (ort); empty for tract.
     pub placements: Vec<crate::backend::Placement>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_memory: Option<CacheMemory>,
 }
 
 /// The q-th percentile (0..=100) of `sorted` by linear interpolation between ranks.
@@ -82,6 +98,9 @@ pub fn run_bench(
     cfg: &BenchConfig,
     mut on_iter: impl FnMut(usize, usize),
 ) -> Result<BenchReport, PolicyError> {
+    if let Policy::LingbotVa(p) = policy {
+        return bench_episode(p, observation, cfg, on_iter);
+    }
     let manifest = policy.manifest();
     let noise = Noise::Seeded(0);
     let t = Instant::now();
@@ -128,7 +147,7 @@ pub fn run_bench(
             .into_iter()
             .map(|(k, v)| {
                 let v = sorted(v);
-                (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0) })
+                (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0), runs_per_chunk: None })
             })
             .collect(),
         stage_order,
@@ -139,6 +158,88 @@ pub fn run_bench(
         load_ms: cfg.load_ms,
         peak_rss_mb: peak_rss_mb(),
         placements: cfg.placements.clone(),
+        cache_memory: None,
+    })
+}
+
+/// LingBot-VA is autoregressive: one episode fed the same observation, timing the
+/// `select_action` calls that predict a chunk. The first chunk (prompt encoding, first VAE
+/// call) is `first_call_ms`; each timed chunk then includes the keyframe feedback into the
+/// KV cache, the video loop and the action loop.
+fn bench_episode(
+    policy: &LingbotVaPolicy,
+    observation: &Observation,
+    cfg: &BenchConfig,
+    mut on_iter: impl FnMut(usize, usize),
+) -> Result<BenchReport, PolicyError> {
+    let manifest = policy.manifest();
+    let mut episode = policy.episode(ChunkNoise::Seeded(0));
+    let mut next_chunk = |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
+        loop {
+            let t = Instant::now();
+            let step = episode.select_action(observation)?;
+            if step.predicted {
+                return Ok(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    };
+    let first_call_ms = next_chunk(&mut episode)?;
+    for _ in 0..cfg.warmup {
+        next_chunk(&mut episode)?;
+    }
+    episode.take_timings();
+    let iters = cfg.iters.max(1);
+    let mut totals = Vec::with_capacity(iters);
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut stage_order = Vec::new();
+    for i in 0..iters {
+        totals.push(next_chunk(&mut episode)?);
+        for (name, ms) in episode.take_timings() {
+            if !stages.contains_key(&name) {
+                stage_order.push(name.clone());
+            }
+            stages.entry(name).or_default().push(ms);
+        }
+        on_iter(i + 1, iters);
+    }
+    let (kv_cache_bytes, vae_cache_bytes) = episode.cache_bytes();
+    let totals = sorted(totals);
+    let p50 = percentile(&totals, 50.0);
+    let chunks_per_s = 1e3 / p50;
+    let n_action_steps = policy.chunk_size();
+    Ok(BenchReport {
+        backend: cfg.backend.clone(),
+        device: cfg.device.clone(),
+        threads: cfg.threads,
+        precision: manifest.precision.clone(),
+        policy_type: manifest.policy_type.clone(),
+        iters: totals.len(),
+        warmup: cfg.warmup,
+        latency_ms: Percentiles {
+            p50,
+            p90: percentile(&totals, 90.0),
+            p99: percentile(&totals, 99.0),
+            min: totals[0],
+            max: totals[totals.len() - 1],
+        },
+        stages_ms: stages
+            .into_iter()
+            .map(|(k, v)| {
+                let runs = v.len() as f64 / iters as f64;
+                let v = sorted(v);
+                let runs_per_chunk = (runs > 1.0).then_some(runs);
+                (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0), runs_per_chunk })
+            })
+            .collect(),
+        stage_order,
+        chunks_per_s,
+        control_hz: chunks_per_s * n_action_steps as f64,
+        n_action_steps,
+        first_call_ms,
+        load_ms: cfg.load_ms,
+        peak_rss_mb: peak_rss_mb(),
+        placements: cfg.placements.clone(),
+        cache_memory: Some(CacheMemory { kv_cache_bytes, vae_cache_bytes }),
     })
 }
 

@@ -154,6 +154,15 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The cameras the policy reads, in its order.
+    pub fn cameras(&self) -> &[CameraSpec] {
+        match (&self.vla_jepa, &self.lingbot_va) {
+            (Some(spec), _) => &spec.cameras,
+            (None, Some(spec)) => &spec.cameras,
+            (None, None) => &[],
+        }
+    }
+
     /// The VLA-JEPA section; `load` checked it is there when the policy type says so.
     pub fn vla_jepa(&self) -> &VlaJepaSpec {
         self.vla_jepa.as_ref().expect("a vla_jepa manifest has its section (checked at load)")

@@ -144,14 +144,14 @@ impl LingbotVaConfig {
             );
         }
         let hd = self.attention_head_dim;
-        if hd % 2 != 0 || hd < 6 || (hd / 3) % 2 != 0 {
+        if !hd.is_multiple_of(2) || hd < 6 || !(hd / 3).is_multiple_of(2) {
             // The rotary split (hd - 2·(hd/3), hd/3, hd/3) must give three even parts.
             return invalid(
                 "attention_head_dim",
                 format!("is {hd}, expected an even size whose third (rounded down) is even"),
             );
         }
-        if self.freq_dim % 2 != 0 {
+        if !self.freq_dim.is_multiple_of(2) {
             return invalid(
                 "freq_dim",
                 format!("is {}, expected an even size", self.freq_dim),
@@ -170,7 +170,7 @@ impl LingbotVaConfig {
             );
         }
         let (h, w) = self.latent_hw();
-        if h % ph != 0 || w % pw != 0 || h == 0 || w == 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(ph) || !w.is_multiple_of(pw) {
             return invalid(
                 "height",
                 format!(

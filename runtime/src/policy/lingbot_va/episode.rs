@@ -90,6 +90,8 @@ pub struct Episode<'p> {
     timings: StageTimings,
     keep_intermediates: bool,
     intermediates: BTreeMap<String, ArrayD<f32>>,
+    /// Each chunk's predicted clean latents `[1, z, F, h, W]`, when kept for decoding.
+    predicted_latents: Option<Vec<Array5<f32>>>,
 }
 
 fn elapsed_ms(start: Instant) -> f64 {
@@ -130,12 +132,24 @@ impl<'p> Episode<'p> {
             timings: Vec::new(),
             keep_intermediates: false,
             intermediates: BTreeMap::new(),
+            predicted_latents: None,
         }
     }
 
     /// Keeps the tensors `vjx episode --dump` writes (see [`Self::intermediates`]).
     pub fn keep_intermediates(&mut self, keep: bool) {
         self.keep_intermediates = keep;
+    }
+
+    /// Keeps every chunk's predicted latents for [`Self::predicted_latents`].
+    pub fn keep_predicted_latents(&mut self, keep: bool) {
+        self.predicted_latents = keep.then(Vec::new);
+    }
+
+    /// The predicted clean latents of each chunk so far, `[1, z, F, h, W]` (normalized, in the
+    /// camera layout), when [`Self::keep_predicted_latents`] asked for them.
+    pub fn predicted_latents(&self) -> &[Array5<f32>] {
+        self.predicted_latents.as_deref().unwrap_or(&[])
     }
 
     /// `text_embeds`, and per chunk k `chunk{k}/{vae_latent, video_latents, actions_normalized,
@@ -397,6 +411,9 @@ impl<'p> Episode<'p> {
         let manifest = self.policy.manifest();
         apply_post_steps(&manifest.postprocess, &manifest.normalization.action, &mut unnormalized, n_used, None);
         self.dump(format!("chunk{k}/video_latents"), latents.index_axis(Axis(0), 0).to_owned().into_dyn());
+        if let Some(kept) = self.predicted_latents.as_mut() {
+            kept.push(latents);
+        }
         self.dump(format!("chunk{k}/actions_normalized"), actions.into_dyn());
         let steps = normalized.len() / n_used;
         self.dump(
