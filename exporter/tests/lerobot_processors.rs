@@ -467,18 +467,45 @@ fn a_stat_of_the_wrong_width_is_an_error() {
 }
 
 #[test]
-fn a_quantile_mode_is_unsupported_naming_the_feature() {
+fn an_unknown_mode_is_unsupported_naming_the_feature() {
     let post = with_config(
         default_post(),
         2,
         "norm_map",
-        json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}),
+        json!({"STATE": "MEAN_STD", "ACTION": "QUANTILE05"}),
     );
     let err = Checkpoint::new(default_pre(), post).read().unwrap_err();
     assert!(
-        matches!(&err, ProcessorError::UnsupportedNormMode { feature, mode, .. } if feature == "action" && mode == "QUANTILES"),
+        matches!(&err, ProcessorError::UnsupportedNormMode { feature, mode, .. } if feature == "action" && mode == "QUANTILE05"),
         "{err:?}"
     );
+}
+
+#[test]
+fn a_quantiles_action_reads_q01_and_q99() {
+    let post = with_config(default_post(), 2, "norm_map", json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}));
+    let checkpoint = Checkpoint::new(default_pre(), post);
+    let mut stats = full_stats();
+    stats.push(("action.q01", vec![-0.5, 0.0, 1.0]));
+    stats.push(("action.q99", vec![0.5, 2.0, 1.0]));
+    write_stats(&checkpoint.path(POST_STATS), &stats);
+    let processors = checkpoint.read().unwrap();
+    assert_eq!(
+        processors.normalization.action,
+        FeatureNorm {
+            mode: NormMode::Quantiles,
+            q01: Some(vec![-0.5, 0.0, 1.0]),
+            q99: Some(vec![0.5, 2.0, 1.0]),
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn a_quantiles_action_without_q01_names_the_missing_stat() {
+    let post = with_config(default_post(), 2, "norm_map", json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}));
+    let err = Checkpoint::new(default_pre(), post).read().unwrap_err();
+    assert!(matches!(&err, ProcessorError::MissingStat { key, .. } if key == "action.q01"), "{err:?}");
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod camera;
 pub mod episode;
 pub mod episode_file;
 pub mod kv_cache;
+pub mod predicted_video;
 pub mod scheduler;
 pub mod vae_stream;
 
@@ -33,6 +34,9 @@ pub struct Sessions {
     pub vae_encode_stream: Box<dyn GraphSession>,
     pub video_step: Box<dyn GraphSession>,
     pub action_step: Box<dyn GraphSession>,
+    /// The VAE decoder (`vae_decode_first`, `vae_decode_stream`), when the export has it.
+    pub vae_decode_first: Option<Box<dyn GraphSession>>,
+    pub vae_decode_stream: Option<Box<dyn GraphSession>>,
 }
 
 pub struct LingbotVaPolicy {
@@ -68,6 +72,9 @@ impl LingbotVaPolicy {
         let load = |role: &str| -> Result<Box<dyn GraphSession>, PolicyError> {
             Ok(backend.load(&graph_path(dir, &manifest, role)?)?)
         };
+        let load_if_listed = |role: &str| -> Result<Option<Box<dyn GraphSession>>, PolicyError> {
+            manifest.graphs.contains_key(role).then(|| load(role)).transpose()
+        };
         let sessions = Sessions {
             text_encoder: load("text_encoder")?,
             text_condition: load("text_condition")?,
@@ -75,6 +82,8 @@ impl LingbotVaPolicy {
             vae_encode_stream: load("vae_encode_stream")?,
             video_step: load("video_step")?,
             action_step: load("action_step")?,
+            vae_decode_first: load_if_listed("vae_decode_first")?,
+            vae_decode_stream: load_if_listed("vae_decode_stream")?,
         };
         Ok(LingbotVaPolicy { manifest, config, vae_config, tokenizer, sessions })
     }
