@@ -326,7 +326,7 @@ fn write_dump(dir: &Path, tensors: &std::collections::BTreeMap<String, vjx_runti
 }
 
 fn cmd_episode(a: EpisodeArgs) -> Result<()> {
-    use vjx_runtime::policy::lingbot_va::{ChunkNoise, EpisodeFile};
+    use vjx_runtime::policy::lingbot_va::{predicted_video, ChunkNoise, EpisodeFile};
     let file = EpisodeFile::read(&a.episode)?;
     let backend = backend(&a.backend, &a.export_dir)?;
     let policy = Policy::load(&a.export_dir, backend.as_ref())?;
@@ -337,12 +337,17 @@ fn cmd_episode(a: EpisodeArgs) -> Result<()> {
             policy.manifest().policy_type
         );
     };
+    if let Some(path) = &a.save_predicted_video {
+        predicted_video::VideoFormat::for_path(path)?;
+        predicted_video::require_decoder(policy)?;
+    }
     if !a.json {
         log_placements(backend.as_ref());
     }
     let noise = file.noise.clone().unwrap_or(ChunkNoise::Seeded(a.seed.unwrap_or(0)));
     let mut episode = policy.episode(noise);
     episode.keep_intermediates(a.dump.is_some());
+    episode.keep_predicted_latents(a.save_predicted_video.is_some());
     let (mut actions, mut normalized) = (Vec::new(), Vec::new());
     let start = Instant::now();
     for (i, obs) in file.calls.iter().enumerate() {
@@ -353,6 +358,13 @@ fn cmd_episode(a: EpisodeArgs) -> Result<()> {
         }
         actions.push(step.action);
         normalized.push(step.action_normalized);
+    }
+    if let Some(path) = &a.save_predicted_video {
+        let frames = predicted_video::decode_latents(policy, episode.predicted_latents())?;
+        let written = predicted_video::write_video(path, frames.view(), a.video_fps)?;
+        if !a.json {
+            eprintln!("predicted video: {written}");
+        }
     }
     if let Some(dir) = &a.dump {
         let tensors = episode

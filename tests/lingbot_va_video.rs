@@ -1,0 +1,249 @@
+//! `vjx episode --save-predicted-video`: the rollout's predicted latents, VAE-decoded as one clip
+//! (upstream `_decode_predicted_video`) and saved as PNG frames or a GIF; refused up front when
+//! the export has no decoder or the format cannot be written.
+
+mod common;
+
+use common::{scratch, stderr, vjx};
+use ndarray::{Array4, Array5, Axis};
+use std::path::{Path, PathBuf};
+use vjx_runtime::backend::tract::TractBackend;
+use vjx_runtime::policy::lingbot_va::predicted_video::decode_latents;
+use vjx_runtime::policy::lingbot_va::LingbotVaPolicy;
+use vjx_runtime::policy::Policy;
+
+fn case() -> PathBuf {
+    common::repo_root().join("tests/fixtures/lingbot_va/small_window")
+}
+
+/// Exports `small_window` once per test binary.
+fn exported() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let c = case();
+        let out = scratch().join("lingbot-video-export");
+        let result = vjx()
+            .args(["export", "--json", "--checkpoint"])
+            .arg(c.join("checkpoint"))
+            .arg("--backbone")
+            .arg(c.join("wan"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "{}", stderr(&result));
+        out
+    })
+    .clone()
+}
+
+fn load_policy(export: &Path) -> Box<LingbotVaPolicy> {
+    match Policy::load(export, &TractBackend::default()).unwrap() {
+        Policy::LingbotVa(policy) => policy,
+        Policy::VlaJepa(_) => panic!("{} is not a LingBot-VA export", export.display()),
+    }
+}
+
+/// `chunk{k}/video_latents.npy` under `dir` (each `[z, F, h, W]`), with the batch axis back.
+fn chunk_latents(dir: &Path) -> Vec<Array5<f32>> {
+    let mut chunks = Vec::new();
+    for k in 0.. {
+        let path = dir.join(format!("chunk{k}/video_latents.npy"));
+        if !path.is_file() {
+            break;
+        }
+        let latent: ndarray::Array4<f32> = ndarray_npy::read_npy(&path).unwrap();
+        chunks.push(latent.insert_axis(Axis(0)));
+    }
+    assert!(
+        !chunks.is_empty(),
+        "no chunk latents under {}",
+        dir.display()
+    );
+    chunks
+}
+
+fn run_episode(extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    vjx()
+        .arg("episode")
+        .arg(exported())
+        .arg("--episode")
+        .arg(case().join("episode.json"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `frame_00000.png`, ... of `dir` as uint8 `[T, H, W, 3]`.
+fn read_png_frames(dir: &Path) -> Array4<u8> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let frames: Vec<_> = names
+        .iter()
+        .map(|p| {
+            let chw = vjx_runtime::preprocess::image::load_rgb_f32(p).unwrap();
+            chw.permuted_axes([1, 2, 0])
+                .mapv(|v| (v * 255.0).round() as u8)
+                .insert_axis(Axis(0))
+        })
+        .collect();
+    let views: Vec<_> = frames.iter().map(|f| f.view()).collect();
+    ndarray::concatenate(Axis(0), &views).unwrap()
+}
+
+#[test]
+fn decoding_gives_one_frame_for_the_first_latent_frame_then_four_per_latent_frame() {
+    let policy = load_policy(&exported());
+    let latents = chunk_latents(&case().join("reference"));
+    let latent_frames: usize = latents.iter().map(|l| l.shape()[2]).sum();
+    let [_, _, _, h, w] = *latents[0].shape() else {
+        unreachable!()
+    };
+    let frames = decode_latents(&policy, &latents).unwrap();
+    assert_eq!(
+        frames.shape(),
+        &[1 + 4 * (latent_frames - 1), h * 16, w * 16, 3]
+    );
+}
+
+#[test]
+fn decoding_is_causal_so_the_first_chunks_decode_to_the_first_frames() {
+    let policy = load_policy(&exported());
+    let latents = chunk_latents(&case().join("reference"));
+    let all = decode_latents(&policy, &latents).unwrap();
+    let head = decode_latents(&policy, &latents[..2]).unwrap();
+    let n = head.shape()[0];
+    assert_eq!(
+        n,
+        1 + 4 * (latents[0].shape()[2] + latents[1].shape()[2] - 1)
+    );
+    assert_eq!(all.slice(ndarray::s![..n, .., .., ..]), head);
+}
+
+#[test]
+fn episode_saves_the_decoded_predicted_latents_as_png_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let (frames_dir, dump) = (dir.path().join("predicted"), dir.path().join("dump"));
+    let out = run_episode(&[
+        "--json".as_ref(),
+        "--dump".as_ref(),
+        dump.as_os_str(),
+        "--save-predicted-video".as_ref(),
+        frames_dir.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved = read_png_frames(&frames_dir);
+    let policy = load_policy(&exported());
+    let expected = decode_latents(&policy, &chunk_latents(&dump)).unwrap();
+    assert_eq!(saved, expected);
+}
+
+#[test]
+fn episode_saves_a_gif_of_the_decoded_frame_size_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let gif = dir.path().join("predicted.gif");
+    let out = run_episode(&[
+        "--json".as_ref(),
+        "--save-predicted-video".as_ref(),
+        gif.as_os_str(),
+        "--video-fps".as_ref(),
+        "5".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&gif).unwrap();
+    assert_eq!(&bytes[..6], b"GIF89a");
+    // Logical screen width and height, little-endian: the model's 32x32 frame.
+    assert_eq!(
+        (
+            u16::from_le_bytes([bytes[6], bytes[7]]),
+            u16::from_le_bytes([bytes[8], bytes[9]])
+        ),
+        (32, 32)
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("predicted.gif")]);
+}
+
+#[test]
+fn episode_asked_for_mp4_without_ffmpeg_fails_before_running_and_names_the_alternatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = dir.path().join("no-tools");
+    std::fs::create_dir(&empty_path).unwrap();
+    let mp4 = dir.path().join("predicted.mp4");
+    let out = vjx()
+        .env("PATH", &empty_path)
+        .arg("episode")
+        .arg(exported())
+        .arg("--episode")
+        .arg(case().join("episode.json"))
+        .arg("--save-predicted-video")
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("ffmpeg") && err.contains(".gif") && err.contains("directory"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("chunk 0 predicted"),
+        "the episode ran before the check: {err}"
+    );
+    assert!(!mp4.exists());
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn episode_on_an_export_without_decoder_graphs_asks_for_a_re_export_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    copy_tree(&exported(), &export);
+    let manifest_path = export.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let graphs = manifest["graphs"].as_object_mut().unwrap();
+    assert!(
+        graphs.remove("vae_decode_first").is_some() && graphs.remove("vae_decode_stream").is_some()
+    );
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let gif = dir.path().join("predicted.gif");
+    let out = vjx()
+        .arg("episode")
+        .arg(&export)
+        .arg("--episode")
+        .arg(case().join("episode.json"))
+        .arg("--save-predicted-video")
+        .arg(&gif)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("vae_decode_first") && err.contains("re-export"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("chunk 0 predicted"),
+        "the episode ran before the check: {err}"
+    );
+    assert!(!gif.exists());
+}
