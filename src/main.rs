@@ -48,6 +48,13 @@ struct EpisodeArgs {
     /// Write text_embeds.npy and chunk{k}/{vae_latent,video_latents,actions_normalized,actions}.npy here.
     #[arg(long)]
     dump: Option<PathBuf>,
+    /// After the last call, VAE-decode the rollout's predicted latents and save them:
+    /// `.gif`, `.mp4` (needs ffmpeg on PATH), or a directory of PNG frames.
+    #[arg(long, value_name = "PATH")]
+    save_predicted_video: Option<PathBuf>,
+    /// Frame rate of the saved predicted video.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    video_fps: u32,
     #[command(flatten)]
     backend: BackendArgs,
 }
