@@ -3,47 +3,18 @@
 
 mod common;
 
-use common::{scratch, stderr, vjx};
+use common::{copy_tree, exported_lingbot, lingbot_case, stderr, vjx};
 use std::path::{Path, PathBuf};
 
 const COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
 
 fn case(name: &str) -> PathBuf {
-    common::repo_root().join("tests/fixtures/lingbot_va").join(name)
+    lingbot_case(name)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &target);
-        } else {
-            std::fs::copy(&p, &target).unwrap();
-        }
-    }
-}
-
-/// Exports `small_window` once per test binary.
+/// The `small_window` export the episode and bench tests share.
 fn exported() -> PathBuf {
-    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let c = case("small_window");
-        let out = scratch().join("lingbot-cli-export");
-        let result = vjx()
-            .args(["export", "--json", "--checkpoint"])
-            .arg(c.join("checkpoint"))
-            .arg("--backbone")
-            .arg(c.join("wan"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(result.status.success(), "{}", stderr(&result));
-        out
-    })
-    .clone()
+    exported_lingbot(&case("small_window"))
 }
 
 #[test]

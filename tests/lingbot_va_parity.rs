@@ -7,10 +7,9 @@
 
 mod common;
 
-use common::{rel_l2, scratch, stderr, vjx};
+use common::{exported_lingbot as exported, rel_l2, stderr, vjx};
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 const BAR: f64 = 1e-4;
 
@@ -40,26 +39,6 @@ fn cases() -> Vec<PathBuf> {
     cases.sort();
     assert!(cases.len() >= 3, "expected the three LingBot-VA fixture cases under {}", root.display());
     cases
-}
-
-/// Exports `case` (checkpoint + its `wan/` backbone) once per test binary.
-fn exported(case: &Path) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = scratch().join(format!("lingbot-{}", case.file_name().unwrap().to_string_lossy()));
-    if !out.join("manifest.json").is_file() {
-        let result = vjx()
-            .args(["export", "--json", "--checkpoint"])
-            .arg(case.join("checkpoint"))
-            .arg("--backbone")
-            .arg(case.join("wan"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(result.status.success(), "export of {} failed: {}", case.display(), stderr(&result));
-    }
-    out
 }
 
 fn read(path: &Path) -> ArrayD<f32> {

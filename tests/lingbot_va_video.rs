@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{scratch, stderr, vjx};
+use common::{copy_tree, exported_lingbot, lingbot_case, stderr, vjx};
 use ndarray::{Array4, Array5, Axis};
 use std::path::{Path, PathBuf};
 use vjx_runtime::backend::tract::TractBackend;
@@ -13,28 +13,11 @@ use vjx_runtime::policy::lingbot_va::LingbotVaPolicy;
 use vjx_runtime::policy::Policy;
 
 fn case() -> PathBuf {
-    common::repo_root().join("tests/fixtures/lingbot_va/small_window")
+    lingbot_case("small_window")
 }
 
-/// Exports `small_window` once per test binary.
 fn exported() -> PathBuf {
-    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let c = case();
-        let out = scratch().join("lingbot-video-export");
-        let result = vjx()
-            .args(["export", "--json", "--checkpoint"])
-            .arg(c.join("checkpoint"))
-            .arg("--backbone")
-            .arg(c.join("wan"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(result.status.success(), "{}", stderr(&result));
-        out
-    })
-    .clone()
+    exported_lingbot(&case())
 }
 
 fn load_policy(export: &Path) -> Box<LingbotVaPolicy> {
@@ -197,19 +180,6 @@ fn episode_asked_for_mp4_without_ffmpeg_fails_before_running_and_names_the_alter
         "the episode ran before the check: {err}"
     );
     assert!(!mp4.exists());
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_tree(&p, &target);
-        } else {
-            std::fs::copy(&p, &target).unwrap();
-        }
-    }
 }
 
 #[test]

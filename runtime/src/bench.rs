@@ -92,6 +92,77 @@ pub struct BenchConfig {
     pub placements: Vec<crate::backend::Placement>,
 }
 
+/// Per-chunk totals and per-stage samples of the timed iterations.
+#[derive(Default)]
+struct Samples {
+    totals: Vec<f64>,
+    stages: BTreeMap<String, Vec<f64>>,
+    /// Stage names in pipeline order (first seen first).
+    stage_order: Vec<String>,
+}
+
+impl Samples {
+    fn record(&mut self, total_ms: f64, timings: crate::policy::StageTimings) {
+        self.totals.push(total_ms);
+        for (name, ms) in timings {
+            if !self.stages.contains_key(&name) {
+                self.stage_order.push(name.clone());
+            }
+            self.stages.entry(name).or_default().push(ms);
+        }
+    }
+
+    /// The report; a stage seen more than once per chunk gets its runs per chunk.
+    fn report(
+        self,
+        manifest: &crate::manifest::Manifest,
+        cfg: &BenchConfig,
+        first_call_ms: f64,
+        n_action_steps: usize,
+        cache_memory: Option<CacheMemory>,
+    ) -> BenchReport {
+        let iters = self.totals.len();
+        let totals = sorted(self.totals);
+        let p50 = percentile(&totals, 50.0);
+        let chunks_per_s = 1e3 / p50;
+        BenchReport {
+            backend: cfg.backend.clone(),
+            device: cfg.device.clone(),
+            threads: cfg.threads,
+            precision: manifest.precision.clone(),
+            policy_type: manifest.policy_type.clone(),
+            iters,
+            warmup: cfg.warmup,
+            latency_ms: Percentiles {
+                p50,
+                p90: percentile(&totals, 90.0),
+                p99: percentile(&totals, 99.0),
+                min: totals[0],
+                max: totals[totals.len() - 1],
+            },
+            stages_ms: self
+                .stages
+                .into_iter()
+                .map(|(k, v)| {
+                    let runs = v.len() as f64 / iters as f64;
+                    let v = sorted(v);
+                    let runs_per_chunk = (runs > 1.0).then_some(runs);
+                    (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0), runs_per_chunk })
+                })
+                .collect(),
+            stage_order: self.stage_order,
+            chunks_per_s,
+            control_hz: chunks_per_s * n_action_steps as f64,
+            n_action_steps,
+            first_call_ms,
+            load_ms: cfg.load_ms,
+            peak_rss_mb: peak_rss_mb(),
+            placements: cfg.placements.clone(),
+            cache_memory,
+        }
+    }
+}
+
 pub fn run_bench(
     policy: &Policy,
     observation: &Observation,
@@ -109,57 +180,15 @@ pub fn run_bench(
     for _ in 0..cfg.warmup {
         policy.predict_chunk(observation, &noise, false)?;
     }
-    let mut totals = Vec::with_capacity(cfg.iters);
-    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut stage_order = Vec::new();
-    for i in 0..cfg.iters.max(1) {
+    let iters = cfg.iters.max(1);
+    let mut samples = Samples::default();
+    for i in 0..iters {
         let t = Instant::now();
         let p = policy.predict_chunk(observation, &Noise::Seeded(i as u64 + 1), false)?;
-        totals.push(t.elapsed().as_secs_f64() * 1e3);
-        for (name, ms) in p.timings_ms {
-            if !stages.contains_key(&name) {
-                stage_order.push(name.clone());
-            }
-            stages.entry(name).or_default().push(ms);
-        }
-        on_iter(i + 1, cfg.iters.max(1));
+        samples.record(t.elapsed().as_secs_f64() * 1e3, p.timings_ms);
+        on_iter(i + 1, iters);
     }
-    let totals = sorted(totals);
-    let p50 = percentile(&totals, 50.0);
-    let chunks_per_s = 1e3 / p50;
-    let n_action_steps = manifest.vla_jepa().n_action_steps;
-    Ok(BenchReport {
-        backend: cfg.backend.clone(),
-        device: cfg.device.clone(),
-        threads: cfg.threads,
-        precision: manifest.precision.clone(),
-        policy_type: manifest.policy_type.clone(),
-        iters: totals.len(),
-        warmup: cfg.warmup,
-        latency_ms: Percentiles {
-            p50,
-            p90: percentile(&totals, 90.0),
-            p99: percentile(&totals, 99.0),
-            min: totals[0],
-            max: totals[totals.len() - 1],
-        },
-        stages_ms: stages
-            .into_iter()
-            .map(|(k, v)| {
-                let v = sorted(v);
-                (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0), runs_per_chunk: None })
-            })
-            .collect(),
-        stage_order,
-        chunks_per_s,
-        control_hz: chunks_per_s * n_action_steps as f64,
-        n_action_steps,
-        first_call_ms,
-        load_ms: cfg.load_ms,
-        peak_rss_mb: peak_rss_mb(),
-        placements: cfg.placements.clone(),
-        cache_memory: None,
-    })
+    Ok(samples.report(manifest, cfg, first_call_ms, manifest.vla_jepa().n_action_steps, None))
 }
 
 /// LingBot-VA is autoregressive: one episode fed the same observation, timing the
@@ -172,7 +201,6 @@ fn bench_episode(
     cfg: &BenchConfig,
     mut on_iter: impl FnMut(usize, usize),
 ) -> Result<BenchReport, PolicyError> {
-    let manifest = policy.manifest();
     let mut episode = policy.episode(ChunkNoise::Seeded(0));
     let mut next_chunk = |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
         loop {
@@ -189,58 +217,15 @@ fn bench_episode(
     }
     episode.take_timings();
     let iters = cfg.iters.max(1);
-    let mut totals = Vec::with_capacity(iters);
-    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let mut stage_order = Vec::new();
+    let mut samples = Samples::default();
     for i in 0..iters {
-        totals.push(next_chunk(&mut episode)?);
-        for (name, ms) in episode.take_timings() {
-            if !stages.contains_key(&name) {
-                stage_order.push(name.clone());
-            }
-            stages.entry(name).or_default().push(ms);
-        }
+        let ms = next_chunk(&mut episode)?;
+        samples.record(ms, episode.take_timings());
         on_iter(i + 1, iters);
     }
     let (kv_cache_bytes, vae_cache_bytes) = episode.cache_bytes();
-    let totals = sorted(totals);
-    let p50 = percentile(&totals, 50.0);
-    let chunks_per_s = 1e3 / p50;
-    let n_action_steps = policy.chunk_size();
-    Ok(BenchReport {
-        backend: cfg.backend.clone(),
-        device: cfg.device.clone(),
-        threads: cfg.threads,
-        precision: manifest.precision.clone(),
-        policy_type: manifest.policy_type.clone(),
-        iters: totals.len(),
-        warmup: cfg.warmup,
-        latency_ms: Percentiles {
-            p50,
-            p90: percentile(&totals, 90.0),
-            p99: percentile(&totals, 99.0),
-            min: totals[0],
-            max: totals[totals.len() - 1],
-        },
-        stages_ms: stages
-            .into_iter()
-            .map(|(k, v)| {
-                let runs = v.len() as f64 / iters as f64;
-                let v = sorted(v);
-                let runs_per_chunk = (runs > 1.0).then_some(runs);
-                (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0), runs_per_chunk })
-            })
-            .collect(),
-        stage_order,
-        chunks_per_s,
-        control_hz: chunks_per_s * n_action_steps as f64,
-        n_action_steps,
-        first_call_ms,
-        load_ms: cfg.load_ms,
-        peak_rss_mb: peak_rss_mb(),
-        placements: cfg.placements.clone(),
-        cache_memory: Some(CacheMemory { kv_cache_bytes, vae_cache_bytes }),
-    })
+    let cache_memory = Some(CacheMemory { kv_cache_bytes, vae_cache_bytes });
+    Ok(samples.report(policy.manifest(), cfg, first_call_ms, policy.chunk_size(), cache_memory))
 }
 
 #[cfg(test)]

@@ -131,3 +131,44 @@ pub fn leftover_staging_dirs(parent: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// A LingBot-VA fixture case dir (`tests/fixtures/lingbot_va/<name>`).
+pub fn lingbot_case(name: &str) -> PathBuf {
+    let p = repo_root().join("tests/fixtures/lingbot_va").join(name);
+    assert!(p.join("checkpoint/config.json").is_file(), "LingBot-VA fixture case {name} missing");
+    p
+}
+
+/// Exports a LingBot-VA `case` (its checkpoint with its `wan/` backbone) once per test binary.
+pub fn exported_lingbot(case: &Path) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let out = scratch().join(format!("lingbot-{}", case.file_name().unwrap().to_string_lossy()));
+    if !out.join("manifest.json").is_file() {
+        let result = vjx()
+            .args(["export", "--json", "--checkpoint"])
+            .arg(case.join("checkpoint"))
+            .arg("--backbone")
+            .arg(case.join("wan"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(result.status.success(), "export of {} failed: {}", case.display(), stderr(&result));
+    }
+    out
+}
+
+/// Copies a dir tree (a fixture or an export) that a test may then break.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
