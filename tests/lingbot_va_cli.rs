@@ -4,7 +4,7 @@
 mod common;
 
 use common::{copy_tree, exported_lingbot, lingbot_case, stderr, vjx};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const COMMIT: &str = "89abcdef0123456789abcdef0123456789abcdef";
 

@@ -202,7 +202,7 @@ fn bench_episode(
     mut on_iter: impl FnMut(usize, usize),
 ) -> Result<BenchReport, PolicyError> {
     let mut episode = policy.episode(ChunkNoise::Seeded(0));
-    let mut next_chunk = |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
+    let next_chunk = |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
         loop {
             let t = Instant::now();
             let step = episode.select_action(observation)?;
