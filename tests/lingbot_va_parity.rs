@@ -1,5 +1,5 @@
 //! End to end: every LingBot-VA fixture episode (upstream LeRobot 0.6.1 in float32, 3 to 5
-//! predicted chunks with keyframe feedback, one case with cache eviction), exported and replayed
+//! predicted chunks with keyframe feedback, one case with cache eviction, one without guidance), exported and replayed
 //! through `vjx episode` on tract and on ONNX Runtime's CPU provider, matches upstream at every
 //! stage of every chunk: prompt embeddings, VAE latents, the first and last velocity of each
 //! stream, the predicted latents, the chunk's actions, and what every `select_action` call returned.
@@ -37,7 +37,7 @@ fn cases() -> Vec<PathBuf> {
         .filter(|p| p.join("checkpoint/config.json").is_file())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 3, "expected the three LingBot-VA fixture cases under {}", root.display());
+    assert!(cases.len() >= 4, "expected the four LingBot-VA fixture cases under {}", root.display());
     cases
 }
 
@@ -128,6 +128,19 @@ fn the_small_window_fixture_evicts_from_the_cache() {
     .unwrap();
     let evictions = summary["evictions"]["count"].as_u64().expect("summary.json: evictions.count");
     assert!(evictions > 0, "small_window must exercise eviction");
+}
+
+/// Guards the fixture: no_guidance covers the batch-1 path (no unconditional row) only if
+/// upstream ran its transformer at batch 1; the velocity shapes then pin vjx to batch 1 too.
+#[test]
+fn the_no_guidance_fixture_runs_upstream_at_batch_1() {
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_root().join("no_guidance/reference/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["cfg_batch"].as_u64(), Some(1), "no_guidance must run without CFG");
+    let velocity = read(&fixtures_root().join("no_guidance/reference/chunk0/video_velocity_first.npy"));
+    assert_eq!(velocity.shape()[0], 1, "no_guidance velocities carry one batch row");
 }
 
 #[test]

@@ -168,6 +168,32 @@ CASES = [
         n_chunks=5,
         expect_evictions=True,
     ),
+    Case(
+        name="no_guidance",
+        description=(
+            "Guidance off for both streams (CFG 1 / 1): upstream runs the transformer at batch 1, "
+            "with no unconditional row. One 40x24 camera resized to 32x32, apf 4, F 2, "
+            "attn_window 30, 20 video / 50 action steps, shifts 5 / 0.05, used channels 0..6. "
+            "17 select_action calls = 3 predicted chunks (8 + 8 + 1 actions executed)."
+        ),
+        seed=44,
+        task="stack the red block on the blue block",
+        cameras=[Camera("observation.images.image", 40, 24)],
+        camera_layout="width_concat",
+        height=32,
+        width=32,
+        action_per_frame=4,
+        frame_chunk_size=2,
+        attn_window=30,
+        num_inference_steps=20,
+        action_num_inference_steps=50,
+        snr_shift=5.0,
+        action_snr_shift=0.05,
+        used_action_channel_ids=list(range(7)),
+        n_chunks=3,
+        guidance_scale=1.0,
+        action_guidance_scale=1.0,
+    ),
 ]
 
 
@@ -745,23 +771,28 @@ def generate_case(case: Case, out_root: Path) -> dict:
     # ---- reference/ -----------------------------------------------------------------------------
     ref = case_dir / "reference"
     ref.mkdir()
-    assert len(rec.text_calls) == 2  # prompt, then "" (CFG)
+    use_cfg = policy._use_cfg
+    assert len(rec.text_calls) == (2 if use_cfg else 1)  # prompt, then "" only with CFG
     ids = rec.text_calls[0]["input_ids"][0]
     mask = rec.text_calls[0]["attention_mask"][0]
-    assert ids.tolist() == token_ids[prompt] and rec.text_calls[1]["input_ids"][0].tolist() == token_ids[""]
+    assert ids.tolist() == token_ids[prompt]
+    if use_cfg:
+        assert rec.text_calls[1]["input_ids"][0].tolist() == token_ids[""]
     np.save(ref / "input_ids.npy", to_np(ids, np.int64))
     np.save(ref / "attention_mask.npy", to_np(mask, np.int64))
     text = policy._prompt_embeds[0]
-    neg = policy._negative_prompt_embeds[0]
     n_valid = int(mask.sum())
     assert torch.equal(text[:n_valid], rec.text_calls[0]["hidden"][0, :n_valid]) and not text[n_valid:].any()
     np.save(ref / "text_embeds.npy", to_np(text))
-    np.save(ref / "negative_text_embeds.npy", to_np(neg))
+    if use_cfg:
+        np.save(ref / "negative_text_embeds.npy", to_np(policy._negative_prompt_embeds[0]))
+    else:
+        assert policy._negative_prompt_embeds is None
 
     n_used = len(case.used_action_channel_ids)
     stats_out = {"text_embeds_valid": float(text[:n_valid].std())}
     chunk_summary = []
-    b = 2
+    b = 2 if use_cfg else 1
     for k, ch in enumerate(rec.chunks):
         d = ref / f"chunk{k}"
         d.mkdir()
