@@ -1,5 +1,6 @@
 //! `vjx episode --save-predicted-video`: the rollout's predicted latents, VAE-decoded as one clip
-//! (upstream `_decode_predicted_video`) and saved as PNG frames or a GIF; refused up front when
+//! (upstream `_decode_predicted_video`, matched on every fixture, T-shape layout included) and
+//! saved as PNG frames or a GIF; refused up front when
 //! the export has no decoder or the format cannot be written.
 
 mod common;
@@ -75,6 +76,29 @@ fn read_png_frames(dir: &Path) -> Array4<u8> {
         .collect();
     let views: Vec<_> = frames.iter().map(|f| f.view()).collect();
     ndarray::concatenate(Axis(0), &views).unwrap()
+}
+
+/// Upstream rounds the same f32 decoder output to uint8; values that land within float noise of
+/// an x.5 boundary may round the other way, and nothing else may differ.
+const MAX_LEVEL_DIFF: u8 = 1;
+const MAX_DIFFERING_FRACTION: f64 = 1e-3;
+
+#[test]
+fn every_fixture_rollout_decodes_to_upstreams_predicted_video() {
+    for name in ["libero_width_concat", "robotwin_tshape", "small_window", "no_guidance"] {
+        let case = lingbot_case(name);
+        let policy = load_policy(&exported_lingbot(&case));
+        let frames = decode_latents(&policy, &chunk_latents(&case.join("reference"))).unwrap();
+        let expected: Array4<u8> =
+            ndarray_npy::read_npy(case.join("reference/predicted_video.npy")).unwrap();
+        assert_eq!(frames.shape(), expected.shape(), "{name}: frames [T, H, W, 3]");
+        let diffs: Vec<u8> = frames.iter().zip(&expected).map(|(a, b)| a.abs_diff(*b)).collect();
+        let worst = diffs.iter().copied().max().unwrap();
+        let differing = diffs.iter().filter(|d| **d > 0).count() as f64 / diffs.len() as f64;
+        println!("{name}: {:?} frames, worst {worst} level(s), {differing:.1e} of values differ", frames.shape());
+        assert!(worst <= MAX_LEVEL_DIFF, "{name}: a value is {worst} uint8 levels off upstream");
+        assert!(differing <= MAX_DIFFERING_FRACTION, "{name}: {differing:.2e} of values differ from upstream");
+    }
 }
 
 #[test]

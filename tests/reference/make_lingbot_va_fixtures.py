@@ -854,6 +854,13 @@ def generate_case(case: Case, out_root: Path) -> dict:
         print(f"  chunk{k}: frame_st_id={ch['frame_st_id']} steps={n_steps} vae_frames={ch['n_raw_frames']} "
               f"std " + " ".join(f"{n}={v:.3f}" for n, v in s.items()))
 
+    # The rollout's predicted latents joined on frames and decoded, as upstream's
+    # decode_predicted_latents gives them for --save-predicted-video: uint8 [T, H, W, 3].
+    rollout = torch.cat([ch["latents"] for ch in rec.chunks], dim=2)
+    predicted_video = policy.decode_predicted_latents(rollout)
+    assert predicted_video.dtype == torch.uint8
+    np.save(ref / "predicted_video.npy", predicted_video.numpy())
+
     calls_norm_a = np.stack(calls_norm)
     calls_out_a = np.stack(calls_out)
     # calls replay the chunks in order
