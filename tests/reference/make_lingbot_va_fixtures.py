@@ -207,10 +207,11 @@ def calls_for(case: Case) -> int:
 # ----------------------------------------------------------------------------------------------
 # wan/: VAE, UMT5, tokenizer
 # ----------------------------------------------------------------------------------------------
-def vae_kwargs() -> dict:
+def vae_kwargs(base_dim: int = 4, decoder_base_dim: int = 2) -> dict:
+    """Wan2.2 VAE settings; the defaults are the fixtures' tiny widths (the real ones are 160 / 256)."""
     return dict(
-        base_dim=4,
-        decoder_base_dim=2,
+        base_dim=base_dim,
+        decoder_base_dim=decoder_base_dim,
         z_dim=Z_DIM,
         dim_mult=[1, 2, 4, 4],
         num_res_blocks=2,
@@ -239,13 +240,14 @@ def reinit_vae(vae, gen: torch.Generator) -> None:
 
 
 @torch.no_grad()
-def build_vae(out: Path, sample_clips: list[torch.Tensor], gen: torch.Generator) -> dict:
-    """Tiny Wan2.2 VAE; latents_mean/std measured on `sample_clips` (model-size frames in [-1,1])."""
+def build_vae(out: Path, sample_clips: list[torch.Tensor], gen: torch.Generator, **widths) -> dict:
+    """Wan2.2 VAE (tiny unless `widths` says otherwise, see `vae_kwargs`); latents_mean/std measured
+    on `sample_clips` (model-size frames in [-1,1])."""
     from diffusers import AutoencoderKLWan
 
     from lerobot.policies.lingbot_va.utils import WanVAEStreamingWrapper
 
-    vae = AutoencoderKLWan(**vae_kwargs(), latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
+    vae = AutoencoderKLWan(**vae_kwargs(**widths), latents_mean=[0.0] * Z_DIM, latents_std=[1.0] * Z_DIM)
     reinit_vae(vae, gen)
     vae.eval()
     mus = []
@@ -265,16 +267,20 @@ def build_vae(out: Path, sample_clips: list[torch.Tensor], gen: torch.Generator)
 
 
 @torch.no_grad()
-def build_text_encoder(out: Path, vocab_size: int, gen: torch.Generator) -> None:
+def build_text_encoder(
+    out: Path, vocab_size: int, gen: torch.Generator, *,
+    d_model: int = 32, d_kv: int = 8, d_ff: int = 64, num_layers: int = 2, num_heads: int = 4,
+) -> None:
+    """UMT5 encoder; the defaults are the fixtures' tiny sizes (UMT5-XXL: 4096, 64, 10240, 24, 64)."""
     from transformers import UMT5Config, UMT5EncoderModel
 
     cfg = UMT5Config(
         vocab_size=vocab_size,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
+        d_model=d_model,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=num_layers,
+        num_heads=num_heads,
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
         feed_forward_proj="gated-gelu",
@@ -388,7 +394,13 @@ def check_tokenizer(tok_dir: Path, texts: list[str]) -> dict[str, list[int]]:
 # ----------------------------------------------------------------------------------------------
 # Policy
 # ----------------------------------------------------------------------------------------------
-def policy_config(case: Case):
+def policy_config(
+    case: Case, *,
+    num_attention_heads: int = 2, attention_head_dim: int = 24, text_dim: int = 32, ffn_dim: int = 96,
+    num_layers: int = 2, max_sequence_length: int = MAX_LEN,
+):
+    """The case's LingBotVAConfig; the transformer sizes default to the fixtures' tiny ones
+    (the real model: 24 heads x 128, text_dim 4096, ffn 14336, 30 layers, 512 prompt tokens)."""
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.lingbot_va.configuration_lingbot_va import LingBotVAConfig
 
@@ -402,15 +414,15 @@ def policy_config(case: Case):
         input_features=inputs,
         output_features=outputs,
         patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=24,
+        num_attention_heads=num_attention_heads,
+        attention_head_dim=attention_head_dim,
         in_channels=Z_DIM,
         out_channels=Z_DIM,
         action_dim=30,
-        text_dim=32,
+        text_dim=text_dim,
         freq_dim=256,
-        ffn_dim=96,
-        num_layers=2,
+        ffn_dim=ffn_dim,
+        num_layers=num_layers,
         wan_pretrained_path=HUB_WAN_ID,
         dtype="float32",
         obs_cam_keys=[c.key for c in case.cameras],
@@ -426,7 +438,7 @@ def policy_config(case: Case):
         action_guidance_scale=case.action_guidance_scale,
         snr_shift=case.snr_shift,
         action_snr_shift=case.action_snr_shift,
-        max_sequence_length=MAX_LEN,
+        max_sequence_length=max_sequence_length,
         used_action_channel_ids=list(case.used_action_channel_ids),
     )
 
