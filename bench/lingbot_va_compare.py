@@ -236,14 +236,16 @@ def upstream(work: Path, dtype: str, threads: int, out: Path) -> dict:
 
 # ---- 3-4. vjx + report ---------------------------------------------------------------------------
 def run_measured(cmd: list[str], stdout_path: Path) -> dict:
-    """Runs `cmd` with stdout to a file; wall seconds and the child's peak RSS."""
+    """Runs `cmd` with stdout to a file; wall seconds and that child's own peak RSS."""
     t0 = time.perf_counter()
     with open(stdout_path, "wb") as f:
-        rc = subprocess.run(cmd, stdout=f).returncode
+        child = subprocess.Popen(cmd, stdout=f)
+        _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - t0
+    rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
         sys.exit(f"lingbot_va_compare: `{' '.join(cmd)}` failed with exit code {rc}")
-    return {"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024.0}
 
 
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:

@@ -57,16 +57,13 @@ impl<'a> VaeNet<'a> {
             &[cout, cin, kernel[0], kernel[1], kernel[2]],
         )?;
         let bias = self.weight(&format!("{module}.bias"), &[cout])?;
-        Ok(conv(
-            &mut self.g,
-            x,
-            &weight,
-            Some(&bias),
-            kernel,
-            stride,
-            pads,
-            1,
-        ))
+        // [cout, cin, kt, kh, kw] → [cout, kt·cin, kh, kw]: the taps' order in `frame_conv`.
+        let taps_first = self.g.transpose(&weight, &[0, 2, 1, 3, 4]);
+        let weight = self.g.reshape(
+            &taps_first,
+            &[cout as i64, (kernel[0] * cin) as i64, kernel[1] as i64, kernel[2] as i64],
+        );
+        Ok(frame_conv(&mut self.g, x, &weight, &bias, kernel, stride, pads))
     }
 
     /// `nn.Conv2d(cin, cout, 3)` at `module`, applied to every frame.
@@ -80,17 +77,15 @@ impl<'a> VaeNet<'a> {
         pads: [usize; 6],
     ) -> R {
         let weight = self.weight(&format!("{module}.weight"), &[cout, cin, 3, 3])?;
-        let weight = self.g.unsqueeze(&weight, &[2]);
         let bias = self.weight(&format!("{module}.bias"), &[cout])?;
-        Ok(conv(
+        Ok(frame_conv(
             &mut self.g,
             x,
             &weight,
-            Some(&bias),
+            &bias,
             [1, 3, 3],
             [1, stride, stride],
             pads,
-            1,
         ))
     }
 
@@ -353,6 +348,72 @@ fn conv(
             ("group", Attr::Int(group as i64)),
         ],
     )
+}
+
+/// A convolution of `[B, C, T, H, W]` with a `[kt, kh, kw]` kernel and no temporal padding, as
+/// one 2-D `Conv`: the frames fold into the batch and the `kt` temporal taps of each output frame
+/// (input frames `t·st + k`) stack on the channel axis, to match `weight` `[cout, kt·cin, kh, kw]`.
+/// The sums are the 3-D `Conv`'s; tract runs this about 6× faster than its 3-D `Conv` at the VAE's
+/// sizes, and ONNX Runtime as fast as its own.
+fn frame_conv(
+    g: &mut GraphBuilder,
+    x: &Value,
+    weight: &Value,
+    bias: &Value,
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    pads: [usize; 6],
+) -> Value {
+    assert!(
+        pads[0] == 0 && pads[3] == 0,
+        "frame_conv takes no temporal padding (causal history is concatenated before)"
+    );
+    let [kt, kh, kw] = kernel;
+    let frames_first = g.transpose(x, &[0, 2, 1, 3, 4]);
+    let stacked = if kt == 1 && stride[0] == 1 {
+        frames_first
+    } else {
+        let taps: Vec<Value> = (0..kt)
+            .map(|k| {
+                let end = if k + 1 == kt { i64::MAX } else { -((kt - 1 - k) as i64) };
+                strided_slice(g, &frames_first, 1, k as i64, end, stride[0] as i64)
+            })
+            .collect();
+        let refs: Vec<&Value> = taps.iter().collect();
+        g.concat(&refs, 2)
+    };
+    let folded = merge_with_next(g, &stacked, 0, 5);
+    let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&d| d as i64).collect());
+    let y = g.op(
+        "Conv",
+        &[&folded, weight, bias],
+        vec![
+            ("kernel_shape", ints(&[kh, kw])),
+            ("strides", ints(&stride[1..])),
+            ("pads", ints(&[pads[1], pads[2], pads[4], pads[5]])),
+        ],
+    );
+    // [B·T', cout, H', W'] → [B, T', cout, H', W'] → [B, cout, T', H', W']
+    let x_shape = g.op("Shape", &[x], vec![]);
+    let batch = g.slice(&x_shape, 0, 0, 1);
+    let any = g.const_i64(&[-1]);
+    let y_shape = g.op("Shape", &[&y], vec![]);
+    let per_frame = g.slice(&y_shape, 0, 1, 4);
+    let target = g.concat(&[&batch, &any, &per_frame], 0);
+    let unfolded = g.op("Reshape", &[&y, &target], vec![]);
+    g.transpose(&unfolded, &[0, 2, 1, 3, 4])
+}
+
+/// `x[start:end:step]` along `axis`.
+fn strided_slice(g: &mut GraphBuilder, x: &Value, axis: i64, start: i64, end: i64, step: i64) -> Value {
+    if step == 1 {
+        return g.slice(x, axis, start, end);
+    }
+    let s = g.const_i64(&[start]);
+    let e = g.const_i64(&[end]);
+    let a = g.const_i64(&[axis]);
+    let st = g.const_i64(&[step]);
+    g.op("Slice", &[x, &s, &e, &a, &st], vec![])
 }
 
 /// Zeros shaped like `x` `[B, C, T, H, W]` but with `frames` frames.
