@@ -167,6 +167,9 @@ pub enum Layout {
     /// A `[rows, ...]` tensor flattened to `[rows, cols]` and stored as `[cols, rows]`
     /// (PyTorch Linear or patch convolution → ONNX MatMul).
     Transposed,
+    /// A 3-D convolution weight `[cout, cin, kt, kh, kw]` stored as `[cout, kt·cin, kh, kw]`,
+    /// temporal taps outermost: the weight of a 2-D convolution over stacked frames.
+    TapsToChannels,
 }
 
 /// How a checkpoint tensor's values are stored in the graph.
@@ -196,6 +199,10 @@ impl DeferredWeight {
                 let rows = self.source_dims[0];
                 vec![self.source_dims.iter().product::<usize>() / rows, rows]
             }
+            Layout::TapsToChannels => {
+                let d = &self.source_dims;
+                vec![d[0], d[2] * d[1], d[3], d[4]]
+            }
         }
     }
 
@@ -209,6 +216,7 @@ impl DeferredWeight {
                 let cols = t.data.len() / rows;
                 crate::weights::WeightTensor::new(vec![rows, cols], t.data).transposed_2d()
             }
+            Layout::TapsToChannels => taps_to_channels(t),
         };
         let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
         Ok(match &self.encoding {
@@ -228,6 +236,25 @@ impl DeferredWeight {
             }
         })
     }
+}
+
+/// `[cout, cin, kt, kh, kw]` → `[cout, kt·cin, kh, kw]` (see [`Layout::TapsToChannels`]).
+fn taps_to_channels(t: crate::weights::WeightTensor) -> crate::weights::WeightTensor {
+    let [cout, cin, kt, kh, kw] = t.shape[..] else {
+        panic!("TapsToChannels needs a 5-D weight, got {:?}", t.shape)
+    };
+    let plane = kh * kw;
+    let mut data = vec![0f32; t.data.len()];
+    for o in 0..cout {
+        for k in 0..kt {
+            for c in 0..cin {
+                let from = ((o * cin + c) * kt + k) * plane;
+                let to = ((o * kt + k) * cin + c) * plane;
+                data[to..to + plane].copy_from_slice(&t.data[from..from + plane]);
+            }
+        }
+    }
+    crate::weights::WeightTensor::new(vec![cout, kt * cin, kh, kw], data)
 }
 
 /// Why a model could not be written.
@@ -776,5 +803,25 @@ fn kv(key: &str, value: &str) -> StringStringEntryProto {
     StringStringEntryProto {
         key: Some(key.to_string()),
         value: Some(value.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::taps_to_channels;
+    use crate::weights::WeightTensor;
+
+    #[test]
+    fn taps_to_channels_puts_temporal_taps_outside_input_channels() {
+        // w[o, c, k] = 100·o + 10·c + k, with cout 2, cin 3, kt 2, kh = kw = 1.
+        let data: Vec<f32> = (0..2)
+            .flat_map(|o| (0..3).flat_map(move |c| (0..2).map(move |k| (100 * o + 10 * c + k) as f32)))
+            .collect();
+        let out = taps_to_channels(WeightTensor::new(vec![2, 3, 2, 1, 1], data));
+        assert_eq!(out.shape, vec![2, 6, 1, 1]);
+        assert_eq!(
+            out.data,
+            vec![0., 10., 20., 1., 11., 21., 100., 110., 120., 101., 111., 121.]
+        );
     }
 }

@@ -35,9 +35,13 @@ impl<'a> VaeNet<'a> {
     }
 
     fn weight(&mut self, name: &str, shape: &[usize]) -> R {
+        self.weight_laid_out(name, shape, Layout::AsIs)
+    }
+
+    fn weight_laid_out(&mut self, name: &str, shape: &[usize], layout: Layout) -> R {
         let full = format!("{}{name}", self.prefix);
         self.g
-            .checkpoint_weight(self.w, &full, shape, Layout::AsIs, Encoding::F32)
+            .checkpoint_weight(self.w, &full, shape, layout, Encoding::F32)
     }
 
     /// `nn.Conv3d` at `module` (`.weight` `[cout, cin, kt, kh, kw]`, `.bias`).
@@ -52,17 +56,12 @@ impl<'a> VaeNet<'a> {
         stride: [usize; 3],
         pads: [usize; 6],
     ) -> R {
-        let weight = self.weight(
+        let weight = self.weight_laid_out(
             &format!("{module}.weight"),
             &[cout, cin, kernel[0], kernel[1], kernel[2]],
+            Layout::TapsToChannels,
         )?;
         let bias = self.weight(&format!("{module}.bias"), &[cout])?;
-        // [cout, cin, kt, kh, kw] → [cout, kt·cin, kh, kw]: the taps' order in `frame_conv`.
-        let taps_first = self.g.transpose(&weight, &[0, 2, 1, 3, 4]);
-        let weight = self.g.reshape(
-            &taps_first,
-            &[cout as i64, (kernel[0] * cin) as i64, kernel[1] as i64, kernel[2] as i64],
-        );
         Ok(frame_conv(&mut self.g, x, &weight, &bias, kernel, stride, pads))
     }
 
