@@ -352,8 +352,9 @@ fn conv(
 /// A convolution of `[B, C, T, H, W]` with a `[kt, kh, kw]` kernel and no temporal padding, as
 /// one 2-D `Conv`: the frames fold into the batch and the `kt` temporal taps of each output frame
 /// (input frames `t·st + k`) stack on the channel axis, to match `weight` `[cout, kt·cin, kh, kw]`.
-/// The sums are the 3-D `Conv`'s; tract runs this about 6× faster than its 3-D `Conv` at the VAE's
-/// sizes, and ONNX Runtime as fast as its own.
+/// The sums are the 3-D `Conv`'s. At the real VAE widths tract runs this about 5× faster than its
+/// 3-D `Conv`, and ONNX Runtime's CPU provider about as fast (but with a slower load and a higher
+/// RSS; bench/README.md).
 fn frame_conv(
     g: &mut GraphBuilder,
     x: &Value,
