@@ -130,6 +130,46 @@ fn int8_export_stays_within_its_bar_on_tract() {
     every_fixture_matches_upstream_at_every_stage("tract", "int8");
 }
 
+/// The bar of an FP32 export run with every layer in FP16 (`half_everywhere_copy`): the most
+/// TensorRT's FP16 mode may do to it. The FP16 bar, but for single velocities, which can nearly
+/// cancel (as for int8).
+fn fp16_everywhere_bar(stage: &str) -> f64 {
+    if stage.starts_with("velocity") {
+        3e-2
+    } else {
+        1e-2
+    }
+}
+
+#[test]
+fn the_outlier_fixture_carries_massive_activations_into_every_layer() {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case("outliers").join("case.json")).unwrap()).unwrap();
+    for obs in summary["observations"].as_array().unwrap() {
+        for stack in ["text_layers", "vision_blocks"] {
+            for peak in obs["peak_abs_input"][stack].as_array().unwrap() {
+                assert!(peak.as_f64().unwrap() >= 1e4, "{stack}: an input peak of {peak} is below 1e4");
+            }
+        }
+    }
+}
+
+#[test]
+fn fp32_export_with_every_layer_in_fp16_stays_within_bar_on_massive_activations() {
+    let case = case("outliers");
+    let export = half_everywhere_copy(&exported(&case));
+    let mut failures = Vec::new();
+    for obs in observations(&case) {
+        for (stage, err) in stage_errors(&export, &obs, "tract") {
+            println!("{stage:<20} {err:.3e}");
+            if !(err <= fp16_everywhere_bar(&stage)) {
+                failures.push(format!("{stage}: rel L2 {err:.3e} > {:e}", fp16_everywhere_bar(&stage)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "fp16 everywhere on the outlier case:\n{}", failures.join("\n"));
+}
+
 #[test]
 fn fp16_graphs_store_half_precision_weights() {
     let case = any_case();

@@ -519,9 +519,22 @@ impl GraphBuilder {
         let a = self.const_i64(axes);
         self.op("Unsqueeze", &[x, &a], vec![])
     }
-    /// Mean over the last axis, kept (opset 17 takes the axes as an attribute).
-    pub fn reduce_mean_last(&mut self, x: &Value) -> Value {
-        self.op("ReduceMean", &[x], vec![("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))])
+    /// A `Reduce*` op (`ReduceMean`, `ReduceMax`, `ReduceSum`, …) over `axes`, kept. In opset 17
+    /// `ReduceSum` takes the axes as an input and the others as an attribute.
+    pub fn reduce(&mut self, op_type: &str, x: &Value, axes: &[i64]) -> Value {
+        let keep = ("keepdims", Attr::Int(1));
+        if op_type == "ReduceSum" {
+            let axes = self.const_i64(axes);
+            self.op(op_type, &[x, &axes], vec![keep])
+        } else {
+            self.op(op_type, &[x], vec![("axes", Attr::Ints(axes.to_vec())), keep])
+        }
+    }
+    pub fn abs(&mut self, a: &Value) -> Value {
+        self.op("Abs", &[a], vec![])
+    }
+    pub fn max(&mut self, a: &Value, b: &Value) -> Value {
+        self.op("Max", &[a, b], vec![])
     }
     /// `x[..., start:end]` along `axis`.
     pub fn slice(&mut self, x: &Value, axis: i64, start: i64, end: i64) -> Value {

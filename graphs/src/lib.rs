@@ -3,6 +3,7 @@
 //! config.json and names initializers after the checkpoint's weight names.
 
 pub mod builder;
+pub mod half_everywhere;
 pub mod lingbot_va;
 pub mod nn;
 pub mod onnx;

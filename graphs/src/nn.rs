@@ -2,7 +2,7 @@
 //! tract as well as on ONNX Runtime. Linear weights are stored transposed (`[in, out]`) under
 //! the checkpoint's own name.
 
-use crate::builder::{Attr, DType, Encoding, GraphBuilder, Layout, Precision, Value};
+use crate::builder::{DType, Encoding, GraphBuilder, Layout, Precision, Value};
 use crate::weights::{WeightError, WeightSource};
 
 /// `x @ W^T + b` for a PyTorch `nn.Linear` at `prefix` (`prefix.weight`, `prefix.bias`).
@@ -114,21 +114,14 @@ pub fn layer_norm(
     dim: usize,
     eps: f32,
 ) -> Result<Value, WeightError> {
-    let (scale, bias) = match affine {
-        Some(prefix) => (
-            vector(g, w, &format!("{prefix}.weight"), dim)?,
-            vector(g, w, &format!("{prefix}.bias"), dim)?,
-        ),
-        None => (
-            g.const_f32("ln_ones", &[dim], vec![1.0; dim]),
-            g.const_f32("ln_zeros", &[dim], vec![0.0; dim]),
-        ),
+    let normed = standardize(g, x, eps);
+    let Some(prefix) = affine else {
+        return Ok(normed);
     };
-    Ok(g.op(
-        "LayerNormalization",
-        &[x, &scale, &bias],
-        vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
-    ))
+    let scale = vector(g, w, &format!("{prefix}.weight"), dim)?;
+    let bias = vector(g, w, &format!("{prefix}.bias"), dim)?;
+    let scaled = g.mul(&normed, &scale);
+    Ok(g.add(&scaled, &bias))
 }
 
 /// Qwen's RMSNorm: `x * rsqrt(mean(x²) + eps) * weight`, over the last axis.
@@ -141,13 +134,71 @@ pub fn rms_norm(
     eps: f32,
 ) -> Result<Value, WeightError> {
     let weight = vector(g, w, weight_name, dim)?;
-    let sq = g.mul(x, x);
-    let mean = g.reduce_mean_last(&sq);
-    let e = g.scalar_f32(eps);
-    let var = g.add(&mean, &e);
-    let rms = g.sqrt(&var);
+    let rms = root_mean_square(g, x, &[-1], eps);
     let normed = g.div(x, &rms);
     Ok(g.mul(&normed, &weight))
+}
+
+// The norm statistics below never square `x` itself. Each one first divides by the peak
+// `k = max(|x|)` over the reduced axes, so that every square and every sum of squares stays
+// within [0, n], then multiplies `k` back in after the root. The results equal the textbook
+// forms, but they stay finite when a provider runs them in FP16 (TensorRT may pick FP16 for
+// any layer of an FP32 graph): Qwen's hidden states carry outlier channels of 1e3..1e4, whose
+// squares are far beyond FP16's 65504. `docs/precision.md` has the measured effect.
+
+/// `(x / k, k)` with `k = max(max(|x|) over axes, floor)`, kept for broadcasting.
+fn scale_by_peak(g: &mut GraphBuilder, x: &Value, axes: &[i64], floor: f32) -> (Value, Value) {
+    let magnitude = g.abs(x);
+    let peak = g.reduce("ReduceMax", &magnitude, axes);
+    let floor = g.scalar_f32(floor);
+    let k = g.max(&peak, &floor);
+    (g.div(x, &k), k)
+}
+
+/// `(sqrt(eps) / k)²`: `eps` on the scale of `x / k` (at most 1, as `k >= sqrt(eps)`).
+fn scaled_eps(g: &mut GraphBuilder, k: &Value, eps: f32) -> Value {
+    let root_eps = g.scalar_f32(eps.sqrt());
+    let t = g.div(&root_eps, k);
+    g.mul(&t, &t)
+}
+
+/// `sqrt(mean(x²) + eps)` over `axes`, kept.
+pub fn root_mean_square(g: &mut GraphBuilder, x: &Value, axes: &[i64], eps: f32) -> Value {
+    let (y, k) = scale_by_peak(g, x, axes, eps.sqrt());
+    let sq = g.mul(&y, &y);
+    let mean_sq = g.reduce("ReduceMean", &sq, axes);
+    let eps = scaled_eps(g, &k, eps);
+    let var = g.add(&mean_sq, &eps);
+    let root = g.sqrt(&var);
+    g.mul(&root, &k)
+}
+
+/// `sqrt(sum(x²))` over `axes`, kept; `floor` bounds the peak from below so that an all-zero
+/// slice gives 0 rather than 0/0.
+pub fn l2_norm(g: &mut GraphBuilder, x: &Value, axes: &[i64], floor: f32) -> Value {
+    let (y, k) = scale_by_peak(g, x, axes, floor);
+    let sq = g.mul(&y, &y);
+    let sum_sq = g.reduce("ReduceSum", &sq, axes);
+    let root = g.sqrt(&sum_sq);
+    g.mul(&root, &k)
+}
+
+/// LayerNorm over the last axis without affine parameters: `(x - mean) / sqrt(var + eps)`,
+/// written as `x / σ - mean(x/k) / s` with `σ = k·s`, so that neither `x - mean` nor `σ` can
+/// exceed about twice the peak of `x`.
+pub fn standardize(g: &mut GraphBuilder, x: &Value, eps: f32) -> Value {
+    let (y, k) = scale_by_peak(g, x, &[-1], eps.sqrt());
+    let mean = g.reduce("ReduceMean", &y, &[-1]);
+    let centered = g.sub(&y, &mean);
+    let sq = g.mul(&centered, &centered);
+    let var = g.reduce("ReduceMean", &sq, &[-1]);
+    let eps = scaled_eps(g, &k, eps);
+    let var = g.add(&var, &eps);
+    let s = g.sqrt(&var);
+    let sigma = g.mul(&s, &k);
+    let scaled = g.div(x, &sigma);
+    let shift = g.div(&mean, &s);
+    g.sub(&scaled, &shift)
 }
 
 pub fn silu(g: &mut GraphBuilder, x: &Value) -> Value {

@@ -59,6 +59,10 @@ impl TextInputs {
 
     /// Runs the graph at `onnx`; returns `readout_hidden` as a flat `[readout, hidden]`.
     fn run(&self, onnx: &Path, cfg: &TextConfig) -> Vec<f32> {
+        self.run_with(run_graph, onnx, cfg)
+    }
+
+    fn run_with(&self, runner: Runner, onnx: &Path, cfg: &TextConfig) -> Vec<f32> {
         let (seq, hidden, head_dim) = (self.input_ids.len(), cfg.hidden_size, cfg.head_dim());
         let image_tokens = self.image_embeds.len() / hidden;
         let mut inputs = vec![
@@ -75,7 +79,7 @@ impl TextInputs {
             f32_input(&[seq, seq], self.bias.clone()),
             i64_input(&[self.readout_index.len()], self.readout_index.clone()),
         ]);
-        let outputs = run_graph(onnx, inputs);
+        let outputs = runner(onnx, inputs);
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].shape(), &[self.readout_index.len(), hidden]);
         outputs[0].iter().copied().collect()
@@ -165,69 +169,82 @@ fn position_ids_equal_upstream_get_rope_index_on_every_fixture() {
     }
 }
 
+/// Builds the text graph of `case` from its checkpoint into `dir`.
+fn write_case_text_graph(case: &Path, dir: &Path) -> std::path::PathBuf {
+    let cfg = backbone_config(case);
+    let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
+    let embed_weight_name = weights
+        .first_present(&[&format!("{LANGUAGE_MODEL}embed_tokens.weight"), TIED_LM_HEAD])
+        .unwrap()
+        .to_string();
+    let opts = TextGraphOptions {
+        prefix: LANGUAGE_MODEL.to_string(),
+        embed_weight_name,
+        num_deepstack: cfg.vision_config.deepstack_visual_indexes.len(),
+    };
+    write_graph(text::build_text_graph(&cfg.text_config, &weights, &opts).unwrap(), &weights, dir)
+}
+
+/// Runs the text graph `onnx` on every observation of `case`, fed with upstream's own vision
+/// outputs; returns each observation's `embodied_hidden` relative L2 error against upstream.
+fn readout_errors(case: &Path, onnx: &Path, runner: Runner) -> Vec<(std::path::PathBuf, f64)> {
+    let cfg = backbone_config(case);
+    let text_cfg = &cfg.text_config;
+    let embodied_per_prompt = policy_config(case)["num_embodied_action_tokens_per_instruction"]
+        .as_u64()
+        .expect("num_embodied_action_tokens_per_instruction in checkpoint/config.json") as usize;
+    let num_deepstack = cfg.vision_config.deepstack_visual_indexes.len();
+    let mut errors = Vec::new();
+    for obs in observations(case) {
+        let input_ids = flat_i64(&obs, "input_ids.npy");
+        let reference = npy_f32(&obs.join("expected/embodied_hidden.npy"));
+        assert_eq!(reference.shape(), &[embodied_per_prompt, text_cfg.hidden_size]);
+        let readout_index = embodied_rows(&input_ids, embodied_per_prompt);
+        let positions = rope::mrope_position_ids(
+            &input_ids,
+            &image_grids(&obs),
+            cfg.image_token_id,
+            cfg.vision_config.spatial_merge_size,
+        );
+        let deepstack = (0..num_deepstack).map(|k| flat_f32(&obs, &format!("deepstack_{k}.npy"))).collect();
+        let inputs = TextInputs::new(
+            text_cfg,
+            input_ids,
+            &positions,
+            cfg.image_token_id,
+            flat_f32(&obs, "vision_embeds.npy"),
+            deepstack,
+            readout_index,
+        );
+        let out = inputs.run_with(runner, onnx, text_cfg);
+        let reference: Vec<f32> = reference.iter().copied().collect();
+        let err = rel_l2(&out, &reference);
+        eprintln!("{}: embodied_hidden rel L2 {err:.3e}", obs.display());
+        errors.push((obs, err));
+    }
+    errors
+}
+
 #[test]
 fn readout_matches_upstream_embodied_hidden_on_every_fixture() {
     for case in fixture_cases() {
-        let cfg = backbone_config(&case);
-        let text_cfg = &cfg.text_config;
-        let policy = policy_config(&case);
-        let embodied_per_prompt = policy["num_embodied_action_tokens_per_instruction"]
-            .as_u64()
-            .expect("num_embodied_action_tokens_per_instruction in checkpoint/config.json")
-            as usize;
-        let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
-        let embed_weight_name = weights
-            .first_present(&[
-                &format!("{LANGUAGE_MODEL}embed_tokens.weight"),
-                TIED_LM_HEAD,
-            ])
-            .unwrap()
-            .to_string();
-        let num_deepstack = cfg.vision_config.deepstack_visual_indexes.len();
-        let opts = TextGraphOptions {
-            prefix: LANGUAGE_MODEL.to_string(),
-            embed_weight_name,
-            num_deepstack,
-        };
         let dir = tempfile::tempdir().unwrap();
-        let onnx = write_graph(
-            text::build_text_graph(text_cfg, &weights, &opts).unwrap(),
-            &weights,
-            dir.path(),
-        );
-
-        for obs in observations(&case) {
-            let input_ids = flat_i64(&obs, "input_ids.npy");
-            let reference = npy_f32(&obs.join("expected/embodied_hidden.npy"));
-            assert_eq!(
-                reference.shape(),
-                &[embodied_per_prompt, text_cfg.hidden_size]
-            );
-            let readout_index = embodied_rows(&input_ids, embodied_per_prompt);
-            let positions = rope::mrope_position_ids(
-                &input_ids,
-                &image_grids(&obs),
-                cfg.image_token_id,
-                cfg.vision_config.spatial_merge_size,
-            );
-            let deepstack = (0..num_deepstack)
-                .map(|k| flat_f32(&obs, &format!("deepstack_{k}.npy")))
-                .collect();
-            let inputs = TextInputs::new(
-                text_cfg,
-                input_ids,
-                &positions,
-                cfg.image_token_id,
-                flat_f32(&obs, "vision_embeds.npy"),
-                deepstack,
-                readout_index,
-            );
-            let out = inputs.run(&onnx, text_cfg);
-            let reference: Vec<f32> = reference.iter().copied().collect();
-            let err = rel_l2(&out, &reference);
-            eprintln!("{}: embodied_hidden rel L2 {err:.3e}", obs.display());
+        let onnx = write_case_text_graph(&case, dir.path());
+        for (obs, err) in readout_errors(&case, &onnx, run_graph) {
             assert!(err <= PARITY_BAR, "{}: rel L2 {err:.3e}", obs.display());
         }
+    }
+}
+
+#[test]
+fn readout_with_every_layer_in_fp16_stays_within_bar_on_massive_activations() {
+    let case = fixtures_root().join("outliers");
+    let dir = tempfile::tempdir().unwrap();
+    let onnx = write_case_text_graph(&case, dir.path());
+    let half = dir.path().join("text_fp16_everywhere.onnx");
+    vjx_graphs::half_everywhere::write_half_everywhere(&onnx, &half).unwrap();
+    for (obs, err) in readout_errors(&case, &half, run_graph_as_written) {
+        assert!(err <= FP16_EVERYWHERE_BAR, "{}: rel L2 {err:.3e} in fp16 everywhere", obs.display());
     }
 }
 

@@ -3,8 +3,12 @@
 
 mod common;
 
-use common::{f32_input, i64_input, npy_f32, npy_i64, rel_l2, run_graph, Input, SafetensorsFile};
-use std::path::Path;
+use common::{
+    f32_input, i64_input, npy_f32, npy_i64, rel_l2, run_graph, run_graph_as_written, Input, Runner, SafetensorsFile,
+    FP16_EVERYWHERE_BAR,
+};
+use vjx_graphs::half_everywhere::write_half_everywhere;
+use std::path::{Path, PathBuf};
 use vjx_graphs::qwen3_vl::vision::{
     build_vision_graph, deepstack_output_name, IMAGE_EMBEDS, PIXEL_VALUES, POS_EMBED_INDEX,
     POS_EMBED_WEIGHT, ROPE_COS, ROPE_SIN,
@@ -115,6 +119,16 @@ fn run_vision(
     pixels: Vec<f32>,
     tables: VisionInputs,
 ) -> Vec<ndarray::ArrayD<f32>> {
+    run_vision_with(run_graph, onnx, cfg, pixels, tables)
+}
+
+fn run_vision_with(
+    runner: Runner,
+    onnx: &Path,
+    cfg: &VisionConfig,
+    pixels: Vec<f32>,
+    tables: VisionInputs,
+) -> Vec<ndarray::ArrayD<f32>> {
     let n = tables.num_patches;
     let head_dim = cfg.head_dim();
     let inputs: Vec<Input> = vec![
@@ -124,7 +138,7 @@ fn run_vision(
         f32_input(&[n, head_dim], tables.rope_cos),
         f32_input(&[n, head_dim], tables.rope_sin),
     ];
-    run_graph(onnx, inputs)
+    runner(onnx, inputs)
 }
 
 // ---- host-side tables ----
@@ -325,63 +339,81 @@ fn unsupported_activation_is_a_config_error() {
 
 // ---- parity with upstream ----
 
+/// Builds the vision graph of `case` from its checkpoint; returns its config and the graph file.
+fn write_case_vision_graph(case: &Path, dir: &Path) -> (VisionConfig, PathBuf) {
+    let config_path = case.join("backbone/config.json");
+    let config = std::fs::read_to_string(&config_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", config_path.display()));
+    let cfg = Qwen3VlConfig::from_json_str(&config).unwrap().vision_config;
+    let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
+    let model = build_vision_graph(&cfg, &weights, VISUAL_PREFIX).unwrap();
+    let onnx = model.write_with(dir, "vision", &weights).unwrap().graph_file;
+    (cfg, onnx)
+}
+
+/// Runs the vision graph `onnx` on every observation of `case`; returns the relative L2 error
+/// of each output against upstream, named `<obs> <output>`.
+fn errors_against_upstream(case: &Path, cfg: &VisionConfig, onnx: &Path, runner: Runner) -> Vec<(String, f64)> {
+    let taps = cfg.deepstack_visual_indexes.len();
+    let mut errors = Vec::new();
+    for obs in common::observations(case) {
+        let expected = obs.join("expected");
+        let pixels = npy_f32(&expected.join("pixel_values.npy"));
+        let grids = npy_i64(&expected.join("image_grid_thw.npy"));
+        let pixels = pixels.as_slice().unwrap();
+        let patch_dim = cfg.patch_dim();
+
+        // Outputs of all images concatenated, as upstream returns them.
+        let mut got: Vec<Vec<f32>> = vec![Vec::new(); 1 + taps];
+        let mut row = 0;
+        for grid in grids.outer_iter() {
+            let [t, h, w] = [grid[0] as usize, grid[1] as usize, grid[2] as usize];
+            // Upstream attends within each frame, so each frame is one graph call.
+            for _ in 0..t {
+                let tables = vision_inputs(cfg, [1, h, w]);
+                let n = tables.num_patches;
+                let rows = pixels[row * patch_dim..(row + n) * patch_dim].to_vec();
+                row += n;
+                for (acc, out) in got.iter_mut().zip(run_vision_with(runner, onnx, cfg, rows, tables)) {
+                    acc.extend(out.iter());
+                }
+            }
+        }
+        assert_eq!(row * patch_dim, pixels.len(), "{}: rows left over", obs.display());
+
+        let mut references = vec![("vision_embeds".to_string(), &got[0])];
+        for k in 0..taps {
+            references.push((deepstack_output_name(k), &got[1 + k]));
+        }
+        for (name, out) in references {
+            let reference = npy_f32(&expected.join(format!("{name}.npy")));
+            let err = rel_l2(out, reference.as_slice().unwrap());
+            println!("{} {name}: rel L2 {err:.3e}", obs.display());
+            errors.push((format!("{} {name}", obs.display()), err));
+        }
+    }
+    errors
+}
+
 #[test]
 fn vision_tower_matches_upstream_on_every_fixture() {
     for case in common::fixture_cases() {
-        let config_path = case.join("backbone/config.json");
-        let config = std::fs::read_to_string(&config_path)
-            .unwrap_or_else(|e| panic!("{}: {e}", config_path.display()));
-        let cfg = Qwen3VlConfig::from_json_str(&config).unwrap().vision_config;
-        let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
-        let model = build_vision_graph(&cfg, &weights, VISUAL_PREFIX).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let onnx = model.write_with(dir.path(), "vision", &weights).unwrap().graph_file;
-        let taps = cfg.deepstack_visual_indexes.len();
-
-        for obs in common::observations(&case) {
-            let expected = obs.join("expected");
-            let pixels = npy_f32(&expected.join("pixel_values.npy"));
-            let grids = npy_i64(&expected.join("image_grid_thw.npy"));
-            let pixels = pixels.as_slice().unwrap();
-            let patch_dim = cfg.patch_dim();
-
-            // Outputs of all images concatenated, as upstream returns them.
-            let mut got: Vec<Vec<f32>> = vec![Vec::new(); 1 + taps];
-            let mut row = 0;
-            for grid in grids.outer_iter() {
-                let [t, h, w] = [grid[0] as usize, grid[1] as usize, grid[2] as usize];
-                // Upstream attends within each frame, so each frame is one graph call.
-                for _ in 0..t {
-                    let tables = vision_inputs(&cfg, [1, h, w]);
-                    let n = tables.num_patches;
-                    let rows = pixels[row * patch_dim..(row + n) * patch_dim].to_vec();
-                    row += n;
-                    for (acc, out) in got.iter_mut().zip(run_vision(&onnx, &cfg, rows, tables)) {
-                        acc.extend(out.iter());
-                    }
-                }
-            }
-            assert_eq!(
-                row * patch_dim,
-                pixels.len(),
-                "{}: rows left over",
-                obs.display()
-            );
-
-            let mut references = vec![("vision_embeds".to_string(), &got[0])];
-            for k in 0..taps {
-                references.push((deepstack_output_name(k), &got[1 + k]));
-            }
-            for (name, out) in references {
-                let reference = npy_f32(&expected.join(format!("{name}.npy")));
-                let err = rel_l2(out, reference.as_slice().unwrap());
-                println!("{} {name}: rel L2 {err:.3e}", obs.display());
-                assert!(
-                    err <= PARITY_BAR,
-                    "{} {name}: rel L2 {err:.3e}",
-                    obs.display()
-                );
-            }
+        let (cfg, onnx) = write_case_vision_graph(&case, dir.path());
+        for (what, err) in errors_against_upstream(&case, &cfg, &onnx, run_graph) {
+            assert!(err <= PARITY_BAR, "{what}: rel L2 {err:.3e}");
         }
+    }
+}
+
+#[test]
+fn vision_tower_with_every_layer_in_fp16_stays_within_bar_on_massive_activations() {
+    let case = common::fixtures_root().join("outliers");
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, onnx) = write_case_vision_graph(&case, dir.path());
+    let half = dir.path().join("vision_fp16_everywhere.onnx");
+    write_half_everywhere(&onnx, &half).unwrap();
+    for (what, err) in errors_against_upstream(&case, &cfg, &half, run_graph_as_written) {
+        assert!(err <= FP16_EVERYWHERE_BAR, "{what}: rel L2 {err:.3e} in fp16 everywhere");
     }
 }

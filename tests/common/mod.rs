@@ -172,3 +172,33 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A copy of `export` whose every graph runs all its float math in f16
+/// (`vjx_graphs::half_everywhere`: what TensorRT's FP16 mode may do to an FP32 graph), weights
+/// inline, with the manifest's file list and checksums updated to match.
+pub fn half_everywhere_copy(export: &Path) -> PathBuf {
+    let name = export.file_name().unwrap().to_string_lossy().into_owned();
+    let out = scratch().join(format!("{name}-half-everywhere"));
+    if out.join("manifest.json").is_file() {
+        return out;
+    }
+    copy_tree(export, &out);
+    let manifest_path = out.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let roles: Vec<String> = manifest["graphs"].as_object().unwrap().keys().cloned().collect();
+    for role in roles {
+        let entry = &mut manifest["graphs"][&role];
+        let file = entry["file"].as_str().unwrap().to_string();
+        vjx_graphs::half_everywhere::write_half_everywhere(&export.join(&file), &out.join(&file)).unwrap();
+        if let Some(data) = entry["data_file"].as_str().map(str::to_string) {
+            std::fs::remove_file(out.join(&data)).unwrap();
+            manifest["files"].as_object_mut().unwrap().remove(&data);
+        }
+        manifest["graphs"][&role]["data_file"] = serde_json::Value::Null;
+        let sha = vjx_runtime::manifest::sha256_file(&out.join(&file)).unwrap();
+        manifest["files"][&file] = serde_json::Value::String(sha);
+    }
+    std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    out
+}

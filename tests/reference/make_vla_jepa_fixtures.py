@@ -127,6 +127,8 @@ class Case:
     policy_overrides: dict = field(default_factory=dict)
     world_model: bool = False
     fake_world_model_tensors: bool = False
+    # massive activations written into the weights (see inject_outliers)
+    outliers: bool = False
 
 
 CASES = [
@@ -229,6 +231,26 @@ CASES = [
         vision_depth=4,
         deepstack=(0, 1, 3),
         num_position_embeddings=256,
+        policy_overrides=dict(action_model_type="DiT-test", action_hidden_size=32, action_num_layers=4),
+    ),
+    Case(
+        name="outliers",
+        description=(
+            "Massive activations of the size real Qwen models carry (Sun et al. 2024: 1e3..1e4 on "
+            "a few fixed channels at a few tokens). Text: the <|im_start|> and <|vision_start|> "
+            "embedding rows hold +1.5e4 / -2.5e4 on channels 5 and 19, so the residual stream of "
+            "those tokens carries them through every layer (mean(x^2) over the 32 channels is "
+            "2.7e7, far past FP16's 65504). Vision: four position-embedding rows hold 2e4 on "
+            "channel 7 (bilinearly spread over the patches near them). One 96x128 camera, no "
+            "resize. S=8, A=7, chunk 7, 4 steps, default postprocessor. Checks that the norm "
+            "statistics cannot overflow in FP16."
+        ),
+        seed=5,
+        cameras=[Camera("agentview", 96, 128)],
+        tasks=["pick up the black bowl and place it on the plate"],
+        state_dim=8,
+        action_dim=7,
+        outliers=True,
         policy_overrides=dict(action_model_type="DiT-test", action_hidden_size=32, action_num_layers=4),
     ),
 ]
@@ -537,6 +559,48 @@ def reinit_parameters(policy, gen: torch.Generator) -> None:
         p.copy_(v.to(p.dtype))  # bf16 parameters are rounded here
 
 
+# Massive activations: (token, channel, value) in the text embedding; (position row, channel,
+# value) in the vision position embedding.
+TEXT_OUTLIERS = [("<|im_start|>", 5, 1.5e4), ("<|im_start|>", 19, -2.5e4),
+                 ("<|vision_start|>", 5, 1.5e4), ("<|vision_start|>", 19, -2.5e4)]
+VISION_OUTLIERS = [(0, 7, 2.0e4), (9, 7, 2.0e4), (27, 7, 2.0e4), (36, 7, 2.0e4)]
+
+
+@torch.no_grad()
+def inject_outliers(policy, tok) -> None:
+    """Writes the massive activations of TEXT_OUTLIERS / VISION_OUTLIERS into the weights."""
+    qwen = policy.model.qwen.model.model  # Qwen3VLModel
+    embed = qwen.language_model.embed_tokens.weight
+    for token, channel, value in TEXT_OUTLIERS:
+        embed[tok.token_to_id(token), channel] = value
+    pos = qwen.visual.pos_embed.weight
+    for row, channel, value in VISION_OUTLIERS:
+        pos[row, channel] = value
+
+
+class PeakRecorder:
+    """The largest |x| entering every text decoder layer and vision block during one run."""
+
+    def __init__(self, policy) -> None:
+        qwen = policy.model.qwen.model.model
+        self.peaks = {"text_layers": [], "vision_blocks": []}
+        self.hooks = []
+        for key, blocks in (("text_layers", qwen.language_model.layers), ("vision_blocks", qwen.visual.blocks)):
+            for i, block in enumerate(blocks):
+                self.peaks[key].append(0.0)
+                self.hooks.append(block.register_forward_pre_hook(self._hook(key, i)))
+
+    def _hook(self, key, i):
+        def hook(mod, args):
+            self.peaks[key][i] = max(self.peaks[key][i], float(args[0].abs().max()))
+        return hook
+
+    def finish(self) -> dict:
+        for h in self.hooks:
+            h.remove()
+        return self.peaks
+
+
 def make_stats(case: Case, gen: np.random.Generator) -> dict:
     stats = {}
     a = case.action_dim
@@ -794,6 +858,8 @@ def generate_case(case: Case, out_root: Path) -> None:
         cfg = policy_config(case, qwen_dir, jepa_dir)
         policy = VLAJEPAPolicy(cfg)
         reinit_parameters(policy, gen_t)
+        if case.outliers:
+            inject_outliers(policy, tok)
         stats = make_stats(case, gen_np)
         ckpt = case_dir / "checkpoint"
         policy.save_pretrained(ckpt)
@@ -854,6 +920,7 @@ def generate_case(case: Case, out_root: Path) -> None:
             np.save(obs_dir / "noise.npy", to_np(noise[0], np.float32))
 
             policy.reset()
+            peaks = PeakRecorder(policy) if case.outliers else None
             cap = run_observation(policy, pre, post, batch, noise)
 
             qi = cap["qwen_inputs"]
@@ -919,6 +986,10 @@ def generate_case(case: Case, out_root: Path) -> None:
                     for n in ["vision_embeds", "deepstack_0", "embodied_hidden", "velocity_step0", "actions_normalized"]
                 },
             }
+            if peaks is not None:
+                info["peak_abs_input"] = peaks.finish()
+                assert min(info["peak_abs_input"]["text_layers"]) >= 1e4, info["peak_abs_input"]
+                assert min(info["peak_abs_input"]["vision_blocks"]) >= 1e4, info["peak_abs_input"]
             summary_obs.append(info)
             print(f"  obs_{k}: L={L} grids={grids} std={ {n: round(s, 3) for n, s in info['std'].items()} }")
             print(f"          actions_normalized range [{dumps['actions_normalized'].min():.3f}, "

@@ -16,7 +16,7 @@
 //! [`cross_key_name`]/[`cross_value_name`] of every block. Outputs: [`VELOCITY`], then
 //! [`new_key_name`]/[`new_value_name`] of every block.
 
-use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Value};
+use crate::builder::{DType, Dim, GraphBuilder, Model, Value};
 use crate::lingbot_va::config::LingbotVaConfig;
 use crate::nn;
 use crate::weights::{WeightError, WeightSource};
@@ -108,13 +108,10 @@ struct Ctx<'a> {
     heads: usize,
     head_dim: usize,
     eps: f32,
-    ln_ones: Value,
-    ln_zeros: Value,
 }
 
 impl<'a> Ctx<'a> {
     fn new(
-        g: &mut GraphBuilder,
         cfg: &'a LingbotVaConfig,
         w: &'a dyn WeightSource,
         prefix: &'a str,
@@ -128,8 +125,6 @@ impl<'a> Ctx<'a> {
             heads: cfg.num_attention_heads,
             head_dim: cfg.attention_head_dim,
             eps: cfg.eps as f32,
-            ln_ones: g.const_f32("norm_ones", &[inner], vec![1.0; inner]),
-            ln_zeros: g.const_f32("norm_zeros", &[inner], vec![0.0; inner]),
         }
     }
 
@@ -162,11 +157,7 @@ impl<'a> Ctx<'a> {
 
     /// LayerNorm over the last axis without affine parameters (`FP32LayerNorm(elementwise_affine=False)`).
     fn plain_norm(&self, g: &mut GraphBuilder, x: &Value) -> Value {
-        g.op(
-            "LayerNormalization",
-            &[x, &self.ln_ones, &self.ln_zeros],
-            vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(self.eps))],
-        )
+        nn::standardize(g, x, self.eps)
     }
 
     /// `norm(x) · (1 + scale) + shift`, per token.
@@ -423,7 +414,7 @@ pub fn build_text_condition_graph(
     prefix: &str,
 ) -> Result<Model, WeightError> {
     let mut g = GraphBuilder::new(TEXT_CONDITION_GRAPH_NAME);
-    let c = Ctx::new(&mut g, cfg, weights, prefix);
+    let c = Ctx::new(cfg, weights, prefix);
     let rows = [Dim::from(BATCH_DIM), Dim::from(TEXT_LEN_DIM)];
     let text = g.input(
         TEXT_EMBEDS,
@@ -571,7 +562,7 @@ fn build_step_graph(
     stream: Stream,
 ) -> Result<Model, WeightError> {
     let mut g = GraphBuilder::new(stream.graph_name());
-    let c = Ctx::new(&mut g, cfg, weights, prefix);
+    let c = Ctx::new(cfg, weights, prefix);
     let (batch, tokens) = (Dim::from(BATCH_DIM), Dim::from(TOKENS_DIM));
     let heads = [Dim::from(c.heads), Dim::from(c.head_dim)];
 

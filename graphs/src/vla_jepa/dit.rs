@@ -5,7 +5,7 @@
 //! Token stream fed to the DiT: `[state token?, future tokens, action tokens]`; the
 //! conditioning tokens enter only through the cross-attention of the even-numbered blocks.
 
-use crate::builder::{Attr, DType, Dim, GraphBuilder, Model, Precision, Value};
+use crate::builder::{DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
 use crate::vla_jepa::config::{DitDims, VlaJepaConfig, TIMESTEP_PROJ_CHANNELS};
 use crate::weights::{WeightError, WeightSource};
@@ -79,8 +79,6 @@ struct Ctx<'a> {
     prefix: &'a str,
     dims: DitDims,
     cond_dim: usize,
-    ln_ones: Value,
-    ln_zeros: Value,
 }
 
 impl Ctx<'_> {
@@ -109,11 +107,7 @@ impl Ctx<'_> {
 
     /// LayerNorm over the last axis without affine parameters.
     fn plain_norm(&self, g: &mut GraphBuilder, x: &Value, eps: f32) -> Value {
-        g.op(
-            "LayerNormalization",
-            &[x, &self.ln_ones, &self.ln_zeros],
-            vec![("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
-        )
+        nn::standardize(g, x, eps)
     }
 
     /// `norm(x) · (1 + scale) + shift`, with `scale`/`shift` of shape `[1, D]`.
@@ -371,9 +365,7 @@ fn build_condition(
     let mut g = GraphBuilder::with_precision(CONDITION_GRAPH_NAME, precision);
     let rows = Dim::from(dims.num_future_tokens);
     let cond = g.input(CONDITIONING, DType::F32, &[rows.clone(), Dim::from(cond_dim)]);
-    let ln_ones = g.const_f32("norm_ones", &[d], vec![1.0; d]);
-    let ln_zeros = g.const_f32("norm_zeros", &[d], vec![0.0; d]);
-    let c = Ctx { w: weights, prefix, dims, cond_dim, ln_ones, ln_zeros };
+    let c = Ctx { w: weights, prefix, dims, cond_dim };
     for index in (0..dims.num_layers).step_by(2) {
         let base = format!("model.transformer_blocks.{index}.attn1");
         let (k, v) = g.scoped(&format!("block_{index}"), |g| key_value(g, &c, &base, &cond, cond_dim))?;
@@ -424,15 +416,11 @@ fn build_step(
         ))
     };
 
-    let ln_ones = g.const_f32("norm_ones", &[d], vec![1.0; d]);
-    let ln_zeros = g.const_f32("norm_zeros", &[d], vec![0.0; d]);
     let c = Ctx {
         w: weights,
         prefix,
         dims,
         cond_dim,
-        ln_ones,
-        ln_zeros,
     };
 
     let t_f = g.cast(&t, DType::F32);

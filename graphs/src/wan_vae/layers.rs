@@ -125,12 +125,7 @@ impl<'a> VaeNet<'a> {
         } else {
             g.reshape(&gamma, &[channels as i64, 1, 1, 1])
         };
-        let sum_sq = g.op(
-            "ReduceSumSquare",
-            &[x],
-            vec![("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))],
-        );
-        let norm = g.sqrt(&sum_sq);
+        let norm = nn::l2_norm(g, x, &[1], NORMALIZE_EPS);
         let eps = g.scalar_f32(NORMALIZE_EPS);
         let norm = g.op("Max", &[&norm, &eps], vec![]);
         let normalized = g.div(x, &norm);

@@ -124,8 +124,25 @@ pub fn i64_input(shape: &[usize], data: Vec<i64>) -> Input {
     Input::I64(ArrayD::from_shape_vec(IxDyn(shape), data).unwrap())
 }
 
+/// Runs a written graph on its inputs: [`run_graph`] or [`run_graph_as_written`].
+pub type Runner = fn(&Path, Vec<Input>) -> Vec<ArrayD<f32>>;
+
+/// The bar of a graph run with every layer in f16 (`vjx_graphs::half_everywhere`): the most
+/// TensorRT's FP16 mode may do to an FP32 graph.
+pub const FP16_EVERYWHERE_BAR: f64 = 1e-2;
+
 /// Loads a written `.onnx` with tract (external data resolved next to it) and runs it once.
 pub fn run_graph(onnx_path: &Path, inputs: Vec<Input>) -> Vec<ArrayD<f32>> {
+    run_graph_planned(onnx_path, inputs, true)
+}
+
+/// [`run_graph`] with every node run as written: tract's optimizer fuses patterns such as
+/// `mean(x·x)` into kernels that accumulate in f32, which would hide what an f16 graph computes.
+pub fn run_graph_as_written(onnx_path: &Path, inputs: Vec<Input>) -> Vec<ArrayD<f32>> {
+    run_graph_planned(onnx_path, inputs, false)
+}
+
+fn run_graph_planned(onnx_path: &Path, inputs: Vec<Input>, optimize: bool) -> Vec<ArrayD<f32>> {
     let mut model = tract_onnx::onnx()
         .model_for_path(onnx_path)
         .unwrap_or_else(|e| panic!("loading {}: {e:?}", onnx_path.display()));
@@ -136,7 +153,8 @@ pub fn run_graph(onnx_path: &Path, inputs: Vec<Input>) -> Vec<ArrayD<f32>> {
         };
         model.set_input_fact(i, fact.into()).unwrap();
     }
-    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    let typed = if optimize { model.into_optimized() } else { model.into_typed() };
+    let plan = typed.unwrap().into_runnable().unwrap();
     let tvalues: TVec<TValue> = inputs
         .into_iter()
         .map(|i| match i {
