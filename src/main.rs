@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vjx_exporter::export::{export, ExportOptions};
 use vjx_graphs::Precision;
-use vjx_runtime::backend::ort::{Device, GpuOptions, OrtBackend};
+use vjx_runtime::backend::ort::{Device, GpuOptions, OrtBackend, TrtFp16};
 use vjx_runtime::backend::tract::TractBackend;
 use vjx_runtime::backend::Backend;
-use vjx_runtime::bench::{run_bench, BenchConfig, BenchReport};
+use vjx_runtime::bench::{load_twice, run_bench, BenchConfig, BenchReport};
 use vjx_runtime::policy::observation::ImageInput;
 use vjx_runtime::policy::{Noise, Observation, Policy};
 
@@ -114,6 +114,9 @@ struct BackendArgs {
     /// TensorRT builder workspace limit, in MiB.
     #[arg(long, default_value_t = 2048)]
     trt_workspace_mb: usize,
+    /// TensorRT FP16 kernels: auto (on for fp16 and int8 exports, off for fp32), on, or off.
+    #[arg(long, default_value = "auto", value_parser = TrtFp16::NAMES)]
+    trt_fp16: String,
     /// CPU threads for the graphs (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -201,6 +204,7 @@ fn backend(args: &BackendArgs, export_dir: &Path) -> Result<Box<dyn Backend>> {
     let gpu = GpuOptions {
         cache_dir: Some(args.cache_dir.clone().unwrap_or_else(|| export_dir.join("tensorrt_cache"))),
         trt_workspace_bytes: args.trt_workspace_mb << 20,
+        trt_fp16: args.trt_fp16.parse()?,
         ..GpuOptions::default()
     };
     match args.backend.as_str() {
@@ -217,6 +221,9 @@ fn default_threads() -> usize {
 
 /// Where each graph landed, on stderr (the ort backend's `auto` device falls back per graph).
 fn log_placements(backend: &dyn Backend) {
+    if let Some(lib) = backend.runtime_library() {
+        eprintln!("  {} {} ({})", lib.name, lib.version, lib.path.display());
+    }
     for p in backend.placements() {
         eprintln!("  {:<16} on {}", p.graph, p.provider);
         for why in &p.fallbacks {
@@ -401,12 +408,10 @@ fn cmd_episode(a: EpisodeArgs) -> Result<()> {
 
 fn cmd_bench(a: BenchArgs) -> Result<()> {
     let backend = backend(&a.backend, &a.export_dir)?;
-    let t = Instant::now();
-    let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    let (policy, starts) = load_twice(&a.export_dir, backend.as_ref())?;
     if !a.json {
         log_placements(backend.as_ref());
     }
-    let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let obs = if a.observation.images.is_empty() {
         let mut obs = sample_observation(&policy);
         if a.observation.state.is_some() || a.observation.task.is_some() {
@@ -424,8 +429,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         backend: backend.name().to_string(),
         device: a.backend.device.clone(),
         threads: a.backend.threads.unwrap_or_else(default_threads),
-        load_ms,
-        placements: backend.placements(),
+        starts,
+        runtime_library: backend.runtime_library(),
     };
     let quiet = a.json;
     let report = run_bench(&policy, &obs, &cfg, |i, n| {
@@ -463,12 +468,17 @@ fn print_bench_table(r: &BenchReport) {
         );
     }
     println!(
-        "{:.2} chunks/s, control rate {:.1} Hz ({} actions per chunk), first call {:.1} ms, load {:.1} ms, peak RSS {}",
+        "{:.2} chunks/s, control rate {:.1} Hz ({} actions per chunk), first call {:.1} ms, peak RSS {}",
         r.chunks_per_s,
         r.control_hz,
         r.n_action_steps,
         r.first_call_ms,
-        r.load_ms,
         r.peak_rss_mb.map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "n/a".into())
+    );
+    println!(
+        "first start {:.1} ms (TensorRT engine cache {}), warm start {:.1} ms",
+        r.first_start_ms,
+        r.first_start_engine_cache.name(),
+        r.warm_start_ms
     );
 }

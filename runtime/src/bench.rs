@@ -1,9 +1,12 @@
 //! `vjx bench`: latency per chunk and per stage over repeated predictions.
 
+use crate::backend::tensorrt_cache::EngineCache;
+use crate::backend::{Backend, Placement, RuntimeLibrary};
 use crate::policy::lingbot_va::{ChunkNoise, LingbotVaPolicy};
 use crate::policy::{Noise, Observation, Policy, PolicyError};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,12 +54,80 @@ pub struct BenchReport {
     pub control_hz: f64,
     pub n_action_steps: usize,
     pub first_call_ms: f64,
+    /// The first start's load time (kept for the scripts that read it).
     pub load_ms: f64,
+    pub first_start_ms: f64,
+    /// Whether the first start found its TensorRT engines cached.
+    pub first_start_engine_cache: EngineCacheSummary,
+    pub warm_start_ms: f64,
     pub peak_rss_mb: Option<f64>,
     /// Where each graph runs (ort); empty for tract.
-    pub placements: Vec<crate::backend::Placement>,
+    pub placements: Vec<Placement>,
+    /// The ONNX Runtime library (ort).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_library: Option<RuntimeLibrary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_memory: Option<CacheMemory>,
+}
+
+/// The TensorRT engine caches of all graphs at one start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineCacheSummary {
+    /// No graph ran on TensorRT with a cache dir.
+    NotUsed,
+    /// Every TensorRT engine was built at this start.
+    Empty,
+    /// Every TensorRT engine was loaded from the cache.
+    Populated,
+    /// Some were built, some loaded.
+    Mixed,
+}
+
+impl EngineCacheSummary {
+    pub fn of(placements: &[Placement]) -> Self {
+        let states: Vec<EngineCache> = placements.iter().filter_map(|p| p.engine_cache).collect();
+        match states.first() {
+            None => EngineCacheSummary::NotUsed,
+            Some(first) if states.iter().any(|s| s != first) => EngineCacheSummary::Mixed,
+            Some(EngineCache::Empty) => EngineCacheSummary::Empty,
+            Some(EngineCache::Populated) => EngineCacheSummary::Populated,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineCacheSummary::NotUsed => "not used",
+            EngineCacheSummary::Empty => "empty",
+            EngineCacheSummary::Populated => "populated",
+            EngineCacheSummary::Mixed => "partly populated",
+        }
+    }
+}
+
+/// How long the policy took to load: the first start as it happened, then again in the same
+/// process after dropping it (files in the page cache, TensorRT engines cached).
+#[derive(Debug, Clone)]
+pub struct Starts {
+    pub first_start_ms: f64,
+    pub first_start_engine_cache: EngineCacheSummary,
+    /// Where each graph landed at the first start.
+    pub placements: Vec<Placement>,
+    pub warm_start_ms: f64,
+}
+
+/// Loads the policy in `dir`, drops it and loads it again; returns the second one.
+pub fn load_twice(dir: &Path, backend: &dyn Backend) -> Result<(Policy, Starts), PolicyError> {
+    let t = Instant::now();
+    let first = Policy::load(dir, backend)?;
+    let first_start_ms = t.elapsed().as_secs_f64() * 1e3;
+    let placements = backend.placements();
+    drop(first);
+    let t = Instant::now();
+    let policy = Policy::load(dir, backend)?;
+    let warm_start_ms = t.elapsed().as_secs_f64() * 1e3;
+    let first_start_engine_cache = EngineCacheSummary::of(&placements);
+    Ok((policy, Starts { first_start_ms, first_start_engine_cache, placements, warm_start_ms }))
 }
 
 /// The q-th percentile (0..=100) of `sorted` by linear interpolation between ranks.
@@ -88,8 +159,8 @@ pub struct BenchConfig {
     pub backend: String,
     pub device: String,
     pub threads: usize,
-    pub load_ms: f64,
-    pub placements: Vec<crate::backend::Placement>,
+    pub starts: Starts,
+    pub runtime_library: Option<RuntimeLibrary>,
 }
 
 /// Per-chunk totals and per-stage samples of the timed iterations.
@@ -155,9 +226,13 @@ impl Samples {
             control_hz: chunks_per_s * n_action_steps as f64,
             n_action_steps,
             first_call_ms,
-            load_ms: cfg.load_ms,
+            load_ms: cfg.starts.first_start_ms,
+            first_start_ms: cfg.starts.first_start_ms,
+            first_start_engine_cache: cfg.starts.first_start_engine_cache,
+            warm_start_ms: cfg.starts.warm_start_ms,
             peak_rss_mb: peak_rss_mb(),
-            placements: cfg.placements.clone(),
+            placements: cfg.starts.placements.clone(),
+            runtime_library: cfg.runtime_library.clone(),
             cache_memory,
         }
     }
@@ -230,7 +305,23 @@ fn bench_episode(
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::{percentile, EngineCacheSummary};
+    use crate::backend::tensorrt_cache::EngineCache;
+    use crate::backend::Placement;
+
+    fn placed(engine_cache: Option<EngineCache>) -> Placement {
+        Placement { graph: "vision.onnx".into(), provider: "TensorrtExecutionProvider".into(), fallbacks: vec![], engine_cache }
+    }
+
+    #[test]
+    fn the_engine_cache_summary_says_whether_every_engine_was_cached() {
+        use EngineCache::{Empty, Populated};
+        assert_eq!(EngineCacheSummary::of(&[]), EngineCacheSummary::NotUsed);
+        assert_eq!(EngineCacheSummary::of(&[placed(None)]), EngineCacheSummary::NotUsed);
+        assert_eq!(EngineCacheSummary::of(&[placed(Some(Empty)), placed(None)]), EngineCacheSummary::Empty);
+        assert_eq!(EngineCacheSummary::of(&[placed(Some(Populated)), placed(Some(Populated))]), EngineCacheSummary::Populated);
+        assert_eq!(EngineCacheSummary::of(&[placed(Some(Populated)), placed(Some(Empty))]), EngineCacheSummary::Mixed);
+    }
 
     #[test]
     fn percentile_interpolates_between_ranks() {

@@ -1,12 +1,19 @@
-//! The ONNX Runtime backend: finds its library, gives tract's numbers on the CPU, and refuses a
-//! GPU device it cannot set up. These tests need libonnxruntime (scripts/install_onnxruntime.sh,
-//! then ORT_DYLIB_PATH); without it they fail with the list of places looked.
+//! The ONNX Runtime backend: finds its library and reads its version, refuses one older than
+//! 1.17, gives tract's numbers on the CPU, refuses a GPU device it cannot set up, and tells
+//! TensorRT what the export's precision asks for. These tests need libonnxruntime
+//! (scripts/install_onnxruntime.sh, then ORT_DYLIB_PATH); without it they fail with the list of
+//! places looked. With VJX_EXPECT_ORT_VERSION set (CI runs them on several releases), the loaded
+//! library must be that version.
 
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
 use vjx_graphs::builder::{DType, Dim, GraphBuilder};
-use vjx_runtime::backend::ort::{Device, OrtBackend};
-use vjx_runtime::backend::ort_library::{find_library, open, OrtLibraryError, SearchPaths};
+use vjx_graphs::Precision;
+use vjx_runtime::backend::ort::{Device, GpuOptions, OrtBackend, TensorRtGraph, TrtFp16};
+use vjx_runtime::backend::ort_library::{
+    check_version, find_library, library_version, open, runtime, OrtLibraryError, SearchPaths, MINIMUM_VERSION,
+};
+use vjx_runtime::backend::ort_version::OrtVersion;
 use vjx_runtime::backend::tract::TractBackend;
 use vjx_runtime::backend::{InputRange, ShapeProfile};
 use vjx_runtime::backend::{Backend, BackendError, Outputs, TensorValue};
@@ -259,4 +266,135 @@ fn a_file_that_is_not_the_library_is_a_clean_error() {
     let err = open(&fake).err().expect("a text file opened as ONNX Runtime");
     let fake = fake.canonicalize().unwrap();
     assert!(err.to_string().contains(&*fake.to_string_lossy()), "{err}");
+}
+
+#[test]
+fn the_loaded_library_reports_its_version() {
+    let _loaded = cpu_backend();
+    let runtime = runtime().unwrap();
+    assert!(runtime.version >= MINIMUM_VERSION, "{}", runtime.version);
+    let expected = match std::env::var("VJX_EXPECT_ORT_VERSION") {
+        Ok(v) => Some(v.parse::<OrtVersion>().unwrap()),
+        Err(_) => OrtVersion::from_file_name(&runtime.library),
+    };
+    if let Some(expected) = expected {
+        assert_eq!(runtime.version, expected, "{}", runtime.library.display());
+    }
+    assert_eq!(library_version(&runtime.library).unwrap(), runtime.version);
+}
+
+#[test]
+fn the_version_is_read_from_the_library_not_its_name() {
+    let _loaded = cpu_backend();
+    let runtime = runtime().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("libonnxruntime.so");
+    std::fs::copy(&runtime.library, &renamed).unwrap();
+    assert_eq!(library_version(&renamed).unwrap(), runtime.version);
+}
+
+#[test]
+fn a_library_older_than_1_17_is_refused_naming_the_file_its_version_and_what_to_install() {
+    let lib = PathBuf::from("/opt/ort/libonnxruntime.so.1.15.1");
+    let message = check_version(&lib, OrtVersion::new(1, 15, 1)).unwrap_err().to_string();
+    for part in ["/opt/ort/libonnxruntime.so.1.15.1", "ONNX Runtime 1.15.1", "1.17.0 or newer", "pip install onnxruntime"] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+    assert!(check_version(&lib, OrtVersion::new(1, 17, 0)).is_ok());
+}
+
+#[test]
+fn jetpack_5s_onnx_runtime_1_16_is_refused_with_tract_as_the_way_out() {
+    let lib = PathBuf::from("/usr/lib/python3.8/dist-packages/onnxruntime/capi/libonnxruntime.so.1.16.3");
+    let message = check_version(&lib, OrtVersion::new(1, 16, 3)).unwrap_err().to_string();
+    for part in ["ONNX Runtime 1.16.3", "JetPack 5", "--backend tract", "from source"] {
+        assert!(message.contains(part), "`{part}` missing from: {message}");
+    }
+}
+
+#[test]
+fn trt_fp16_auto_follows_the_exports_precision() {
+    assert!(!TrtFp16::Auto.enabled_for(Some(Precision::F32)));
+    assert!(TrtFp16::Auto.enabled_for(Some(Precision::F16)));
+    assert!(TrtFp16::Auto.enabled_for(Some(Precision::Int8)));
+    assert!(!TrtFp16::Auto.enabled_for(None), "a graph outside an export stays exact");
+    assert!(TrtFp16::On.enabled_for(Some(Precision::F32)));
+    assert!(!TrtFp16::Off.enabled_for(Some(Precision::F16)));
+    assert_eq!(GpuOptions::default().trt_fp16, TrtFp16::Auto);
+}
+
+#[test]
+fn trt_fp16_parses_its_cli_names_and_names_a_wrong_one() {
+    for name in TrtFp16::NAMES {
+        name.parse::<TrtFp16>().unwrap();
+    }
+    let err = "yes".parse::<TrtFp16>().unwrap_err().to_string();
+    assert!(err.contains("`yes`") && err.contains("auto, on, off"), "{err}");
+}
+
+fn option<'a>(options: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {
+    options.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn tensorrt_fp16_comes_with_the_layer_norm_fp32_fallback() {
+    let gpu = GpuOptions::default();
+    let fp16 = gpu.tensorrt_options(&TensorRtGraph { fp16: true, ..TensorRtGraph::default() });
+    assert_eq!(option(&fp16, "trt_fp16_enable"), Some("1"));
+    assert_eq!(option(&fp16, "trt_layer_norm_fp32_fallback"), Some("1"));
+    let fp32 = gpu.tensorrt_options(&TensorRtGraph::default());
+    assert_eq!(option(&fp32, "trt_fp16_enable"), Some("0"));
+    assert_eq!(option(&fp32, "trt_layer_norm_fp32_fallback"), None);
+}
+
+#[test]
+fn tensorrt_caches_and_profiles_reach_its_options() {
+    let gpu = GpuOptions { device_id: 1, trt_workspace_bytes: 1 << 30, ..GpuOptions::default() };
+    let graph = TensorRtGraph {
+        fp16: false,
+        cache: Some((PathBuf::from("/cache/text/0123456789abcdef"), "text".into())),
+        profile: ShapeProfile {
+            inputs: vec![InputRange { name: "input_ids".into(), min: vec![40], opt: vec![88], max: vec![280] }],
+        },
+    };
+    let options = gpu.tensorrt_options(&graph);
+    assert_eq!(option(&options, "device_id"), Some("1"));
+    assert_eq!(option(&options, "trt_max_workspace_size"), Some("1073741824"));
+    assert_eq!(option(&options, "trt_engine_cache_enable"), Some("1"));
+    assert_eq!(option(&options, "trt_engine_cache_path"), Some("/cache/text/0123456789abcdef"));
+    assert_eq!(option(&options, "trt_timing_cache_path"), Some("/cache/text/0123456789abcdef"));
+    assert_eq!(option(&options, "trt_engine_cache_prefix"), Some("text"));
+    assert_eq!(option(&options, "trt_profile_opt_shapes"), Some("input_ids:88"));
+    let without_cache = gpu.tensorrt_options(&TensorRtGraph::default());
+    assert_eq!(option(&without_cache, "trt_engine_cache_enable"), None);
+}
+
+#[test]
+fn a_graph_loaded_again_keeps_one_placement() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write_classifier(dir.path());
+    let cpu = cpu_backend();
+    cpu.load(&graph).unwrap();
+    cpu.load(&graph).unwrap();
+    assert_eq!(cpu.placements().len(), 1);
+    assert_eq!(cpu.placements()[0].engine_cache, None);
+}
+
+#[test]
+fn the_backend_names_its_library_and_version() {
+    let cpu = cpu_backend();
+    let lib = cpu.runtime_library().unwrap();
+    assert_eq!(lib.name, "ONNX Runtime");
+    assert_eq!(lib.version, runtime().unwrap().version.to_string());
+    assert_eq!(lib.path, runtime().unwrap().library);
+}
+
+#[test]
+fn of_several_versioned_libraries_in_a_dir_the_newest_release_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["libonnxruntime.so.1.9.0", "libonnxruntime.so.1.22.1", "libonnxruntime.so.1.19.2"] {
+        std::fs::write(dir.path().join(name), b"").unwrap();
+    }
+    let search = SearchPaths { dylib_path: None, python_paths: vec![], library_dirs: vec![dir.path().to_path_buf()] };
+    assert_eq!(find_library(&search).unwrap(), dir.path().join("libonnxruntime.so.1.22.1"));
 }

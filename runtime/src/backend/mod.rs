@@ -4,6 +4,9 @@
 
 pub mod ort;
 pub mod ort_library;
+pub mod ort_provider_options;
+pub mod ort_version;
+pub mod tensorrt_cache;
 pub mod tract;
 
 use ndarray::ArrayD;
@@ -75,6 +78,20 @@ pub trait Backend: Send + Sync {
     fn placements(&self) -> Vec<Placement> {
         Vec::new()
     }
+
+    /// The library the backend opened at run time (ONNX Runtime for ort); `None` for tract,
+    /// which is built in.
+    fn runtime_library(&self) -> Option<RuntimeLibrary> {
+        None
+    }
+}
+
+/// A shared library a backend runs on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuntimeLibrary {
+    pub name: &'static str,
+    pub version: String,
+    pub path: PathBuf,
 }
 
 /// Where one graph was placed.
@@ -84,6 +101,9 @@ pub struct Placement {
     pub provider: String,
     /// Why the providers tried before this one were not used.
     pub fallbacks: Vec<String>,
+    /// On TensorRT with a cache dir: whether the graph's engine was cached before it loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_cache: Option<tensorrt_cache::EngineCache>,
 }
 
 /// The min/opt/max shape of each input of a graph.

@@ -4,15 +4,21 @@
 //! and the CPU in turn for each graph and records where each one landed.
 
 use super::ort_library::{self, OrtLibraryError};
-use super::{Backend, BackendError, GraphSession, Outputs, Placement, ShapeProfile, TensorValue};
-use ort::ep::{ExecutionProviderDispatch, CUDA, TensorRT};
+use super::ort_provider_options::{self, Provider};
+use super::ort_version::OrtVersion;
+use super::tensorrt_cache::{self, CacheKey, EngineCache};
+use super::{Backend, BackendError, GraphSession, Outputs, Placement, RuntimeLibrary, ShapeProfile, TensorValue};
+use crate::manifest::{Manifest, ManifestError};
+use ort::ep::{ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch, CUDA, TensorRT};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, TensorRef, ValueRef};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use thiserror::Error;
+use vjx_graphs::Precision;
 
 /// Where ONNX Runtime runs the graphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,52 +63,125 @@ impl Device {
     }
 }
 
+/// Whether TensorRT may pick FP16 kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrtFp16 {
+    /// As the export's precision says: on for fp16 and int8 exports, off for fp32 ones (and for
+    /// a graph outside an export).
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl TrtFp16 {
+    pub const NAMES: [&'static str; 3] = ["auto", "on", "off"];
+
+    /// FP16 on or off for a graph of an export at `precision` (`None`: not part of an export).
+    pub fn enabled_for(self, precision: Option<Precision>) -> bool {
+        match self {
+            TrtFp16::On => true,
+            TrtFp16::Off => false,
+            TrtFp16::Auto => matches!(precision, Some(Precision::F16 | Precision::Int8)),
+        }
+    }
+}
+
+impl FromStr for TrtFp16 {
+    type Err = OrtBackendError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(TrtFp16::Auto),
+            "on" => Ok(TrtFp16::On),
+            "off" => Ok(TrtFp16::Off),
+            other => Err(OrtBackendError::UnknownTrtFp16(other.to_string())),
+        }
+    }
+}
+
 /// Settings of the GPU execution providers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuOptions {
     pub device_id: i32,
-    /// TensorRT engine and timing caches live here, so that a second start reuses the engines.
+    /// TensorRT engine and timing caches live here, one dir per graph and cache key (see
+    /// `tensorrt_cache`), so that a restart reuses the engines that are still valid.
     pub cache_dir: Option<PathBuf>,
     /// TensorRT builder workspace limit.
     pub trt_workspace_bytes: usize,
-    /// Let TensorRT pick FP16 kernels.
-    pub trt_fp16: bool,
+    pub trt_fp16: TrtFp16,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { device_id: 0, cache_dir: None, trt_workspace_bytes: 2 << 30, trt_fp16: true }
+        GpuOptions { device_id: 0, cache_dir: None, trt_workspace_bytes: 2 << 30, trt_fp16: TrtFp16::Auto }
     }
 }
 
+/// What TensorRT is told about one graph.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorRtGraph {
+    pub fp16: bool,
+    /// The graph's engine cache dir and the prefix of its engine files.
+    pub cache: Option<(PathBuf, String)>,
+    pub profile: ShapeProfile,
+}
+
 impl GpuOptions {
+    /// The TensorRT provider options for `graph`, before filtering by version. FP16 comes with
+    /// `trt_layer_norm_fp32_fallback`, which keeps layer-norm reductions in FP32.
+    pub fn tensorrt_options(&self, graph: &TensorRtGraph) -> Vec<(&'static str, String)> {
+        let flag = |on: bool| if on { "1" } else { "0" }.to_string();
+        let mut options = vec![
+            ("device_id", self.device_id.to_string()),
+            ("trt_max_workspace_size", self.trt_workspace_bytes.to_string()),
+            ("trt_fp16_enable", flag(graph.fp16)),
+        ];
+        if graph.fp16 {
+            options.push(("trt_layer_norm_fp32_fallback", flag(true)));
+        }
+        if let Some((dir, prefix)) = &graph.cache {
+            let dir = dir.display().to_string();
+            options.extend([
+                ("trt_engine_cache_enable", flag(true)),
+                ("trt_engine_cache_path", dir.clone()),
+                ("trt_engine_cache_prefix", prefix.clone()),
+                ("trt_timing_cache_enable", flag(true)),
+                ("trt_timing_cache_path", dir),
+            ]);
+        }
+        if !graph.profile.is_empty() {
+            options.extend([
+                ("trt_profile_min_shapes", graph.profile.tensorrt_shapes(|r| &r.min)),
+                ("trt_profile_opt_shapes", graph.profile.tensorrt_shapes(|r| &r.opt)),
+                ("trt_profile_max_shapes", graph.profile.tensorrt_shapes(|r| &r.max)),
+            ]);
+        }
+        options
+    }
+
+    pub fn cuda_options(&self) -> Vec<(&'static str, String)> {
+        vec![("device_id", self.device_id.to_string())]
+    }
+
     /// The providers to register for one attempt on `device` (most preferred first; TensorRT
-    /// hands the nodes it cannot build to CUDA). Empty for the CPU: ONNX Runtime's default.
-    fn providers(&self, device: Device, profile: &ShapeProfile, graph_stem: &str) -> Vec<ExecutionProviderDispatch> {
-        let cuda = || CUDA::default().with_device_id(self.device_id).build().error_on_failure();
+    /// hands the nodes it cannot build to CUDA), with the options `version` accepts. Empty for
+    /// the CPU: ONNX Runtime's default.
+    fn providers(&self, device: Device, graph: &TensorRtGraph, version: OrtVersion) -> Vec<ExecutionProviderDispatch> {
+        let known = |provider: Provider, options: Vec<(&'static str, String)>| {
+            let filtered = ort_provider_options::for_version(provider, options, version);
+            ort_provider_options::log_left_out(provider, version, &filtered.left_out);
+            filtered.kept
+        };
+        let cuda = || {
+            let options = known(Provider::Cuda, self.cuda_options());
+            options.into_iter().fold(CUDA::default(), |ep, (k, v)| ep.with_arbitrary_config(k, v)).build().error_on_failure()
+        };
         match device {
             Device::Cpu | Device::Auto => Vec::new(),
             Device::Cuda => vec![cuda()],
             Device::TensorRt => {
-                let mut trt = TensorRT::default()
-                    .with_device_id(self.device_id)
-                    .with_fp16(self.trt_fp16)
-                    .with_max_workspace_size(self.trt_workspace_bytes);
-                if let Some(dir) = &self.cache_dir {
-                    let dir = dir.display().to_string();
-                    trt = trt
-                        .with_engine_cache(true)
-                        .with_engine_cache_path(&dir)
-                        .with_engine_cache_prefix(graph_stem)
-                        .with_timing_cache(true)
-                        .with_timing_cache_path(&dir);
-                }
-                if !profile.is_empty() {
-                    trt = trt
-                        .with_profile_min_shapes(profile.tensorrt_shapes(|r| &r.min))
-                        .with_profile_opt_shapes(profile.tensorrt_shapes(|r| &r.opt))
-                        .with_profile_max_shapes(profile.tensorrt_shapes(|r| &r.max));
-                }
+                let options = known(Provider::TensorRt, self.tensorrt_options(graph));
+                let trt = options.into_iter().fold(TensorRT::default(), |ep, (k, v)| ep.with_arbitrary_config(k, v));
                 vec![trt.build().error_on_failure(), cuda()]
             }
         }
@@ -134,6 +213,8 @@ pub enum OrtBackendError {
     Library(#[from] OrtLibraryError),
     #[error("unknown device `{0}` (available: cpu, cuda, tensorrt, auto)")]
     UnknownDevice(String),
+    #[error("unknown --trt-fp16 value `{0}` (available: auto, on, off)")]
+    UnknownTrtFp16(String),
     #[error(
         "device `{device}`: ONNX Runtime's {provider} could not be set up: {reason}\n\
          (it needs the onnxruntime-gpu build of ONNX Runtime, an NVIDIA GPU with its driver, CUDA and cuDNN{tensorrt}; \
@@ -142,6 +223,10 @@ pub enum OrtBackendError {
     Provider { device: Device, provider: &'static str, reason: String, tensorrt: &'static str },
     #[error("configuring an ONNX Runtime session: {0}")]
     Session(String),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Cache(#[from] tensorrt_cache::CacheError),
 }
 
 /// ONNX Runtime on one device. Creating it opens the library and, for a fixed GPU device,
@@ -152,6 +237,8 @@ pub struct OrtBackend {
     intra_threads: usize,
     gpu: GpuOptions,
     placements: Mutex<Vec<Placement>>,
+    /// The TensorRT library's version and the GPU, looked up at the first TensorRT load.
+    machine: OnceLock<(String, String)>,
 }
 
 impl OrtBackend {
@@ -165,10 +252,16 @@ impl OrtBackend {
     }
 
     pub fn with_options(device: Device, intra_threads: usize, gpu: GpuOptions) -> Result<Self, OrtBackendError> {
-        let backend = OrtBackend { device, intra_threads: intra_threads.max(1), gpu, placements: Mutex::new(Vec::new()) };
+        let backend = OrtBackend {
+            device,
+            intra_threads: intra_threads.max(1),
+            gpu,
+            placements: Mutex::new(Vec::new()),
+            machine: OnceLock::new(),
+        };
         ort_library::runtime()?;
         if device != Device::Auto {
-            backend.session_builder(device, &ShapeProfile::default(), "probe")?;
+            backend.session_builder(device, &TensorRtGraph::default())?;
         }
         Ok(backend)
     }
@@ -181,8 +274,7 @@ impl OrtBackend {
     fn session_builder(
         &self,
         device: Device,
-        profile: &ShapeProfile,
-        graph_stem: &str,
+        graph: &TensorRtGraph,
     ) -> Result<ort::session::builder::SessionBuilder, OrtBackendError> {
         let runtime = ort_library::runtime()?;
         let session_err = |e: String| OrtBackendError::Session(e);
@@ -190,13 +282,7 @@ impl OrtBackend {
             .map_err(|e| session_err(e.to_string()))?
             .with_intra_threads(self.intra_threads)
             .map_err(|e| session_err(e.to_string()))?;
-        if let Some(dir) = &self.gpu.cache_dir {
-            if device == Device::TensorRt {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| session_err(format!("creating the TensorRT cache dir {}: {e}", dir.display())))?;
-            }
-        }
-        for provider in self.gpu.providers(device, profile, graph_stem) {
+        for provider in self.gpu.providers(device, graph, runtime.version) {
             // One at a time, so that the error names the provider that failed.
             builder = builder.with_execution_providers([provider.clone()]).map_err(|e| OrtBackendError::Provider {
                 device,
@@ -207,6 +293,105 @@ impl OrtBackend {
         }
         Ok(builder)
     }
+
+    /// What TensorRT gets for `graph_file`: FP16 as `--trt-fp16` and the export's precision say,
+    /// and the graph's cache dir under its key.
+    fn tensorrt_graph(
+        &self,
+        graph_file: &Path,
+        stem: &str,
+        profile: &ShapeProfile,
+    ) -> Result<(TensorRtGraph, Option<CacheKey>), OrtBackendError> {
+        let manifest = export_manifest(graph_file)?;
+        let precision = manifest.as_ref().and_then(|m| m.precision.parse::<Precision>().ok());
+        let fp16 = self.gpu.trt_fp16.enabled_for(precision);
+        let Some(root) = &self.gpu.cache_dir else {
+            return Ok((TensorRtGraph { fp16, cache: None, profile: profile.clone() }, None));
+        };
+        let runtime = ort_library::runtime()?;
+        let (tensorrt, gpu) = self.machine.get_or_init(|| {
+            let dirs = tensorrt_cache::tensorrt_search_dirs(&runtime.library);
+            (tensorrt_cache::tensorrt_version(&dirs), tensorrt_cache::gpu_identity(self.gpu.device_id))
+        });
+        let key = CacheKey {
+            onnxruntime: runtime.version.to_string(),
+            tensorrt: tensorrt.clone(),
+            gpu: gpu.clone(),
+            graph_sha256: graph_checksums(graph_file, manifest.as_ref())?,
+            fp16,
+            profile: profile_text(profile),
+        };
+        let dir = tensorrt_cache::key_dir(root, stem, &key);
+        Ok((TensorRtGraph { fp16, cache: Some((dir, stem.to_string())), profile: profile.clone() }, Some(key)))
+    }
+
+    /// One session of `graph_file` on `device`, and the state its engine cache was in.
+    fn attempt(
+        &self,
+        device: Device,
+        graph_file: &Path,
+        stem: &str,
+        profile: &ShapeProfile,
+    ) -> Result<(Session, Option<EngineCache>), OrtBackendError> {
+        let (graph, key) = match device {
+            Device::TensorRt => self.tensorrt_graph(graph_file, stem, profile)?,
+            _ => (TensorRtGraph { profile: profile.clone(), ..TensorRtGraph::default() }, None),
+        };
+        let mut builder = self.session_builder(device, &graph)?;
+        // Only once TensorRT is known to be there: a machine without it keeps its caches.
+        let engine_cache = match (&self.gpu.cache_dir, &key) {
+            (Some(root), Some(key)) => {
+                let prepared = tensorrt_cache::prepare(root, stem, key)?;
+                for stale in &prepared.removed {
+                    eprintln!("ort: {}", stale.describe(stem));
+                }
+                Some(prepared.state)
+            }
+            _ => None,
+        };
+        let session = builder.commit_from_file(graph_file).map_err(|e| OrtBackendError::Session(e.to_string()))?;
+        Ok((session, engine_cache))
+    }
+}
+
+/// The manifest of the export `graph_file` belongs to; `None` for a graph outside an export.
+fn export_manifest(graph_file: &Path) -> Result<Option<Manifest>, ManifestError> {
+    match Manifest::load(graph_file.parent().unwrap_or(Path::new(".")), false) {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(ManifestError::Missing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// sha256 of the graph file and its data file: from the manifest (checked when the policy
+/// loaded), else hashed here.
+fn graph_checksums(graph_file: &Path, manifest: Option<&Manifest>) -> Result<BTreeMap<String, String>, OrtBackendError> {
+    let name = graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let from_manifest = manifest.and_then(|m| {
+        let entry = m.graphs.values().find(|g| g.file == name)?;
+        let mut digests = BTreeMap::from([(name.clone(), m.files.get(&name)?.clone())]);
+        if let Some(data) = &entry.data_file {
+            digests.insert(data.clone(), m.files.get(data)?.clone());
+        }
+        Some(digests)
+    });
+    match from_manifest {
+        Some(digests) => Ok(digests),
+        None => Ok(tensorrt_cache::hash_graph_files(graph_file)?),
+    }
+}
+
+/// The profile as one line of the cache key.
+fn profile_text(profile: &ShapeProfile) -> String {
+    if profile.is_empty() {
+        return String::new();
+    }
+    format!(
+        "min={}|opt={}|max={}",
+        profile.tensorrt_shapes(|r| &r.min),
+        profile.tensorrt_shapes(|r| &r.opt),
+        profile.tensorrt_shapes(|r| &r.max)
+    )
 }
 
 impl Backend for OrtBackend {
@@ -216,6 +401,11 @@ impl Backend for OrtBackend {
 
     fn placements(&self) -> Vec<Placement> {
         self.placements.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn runtime_library(&self) -> Option<RuntimeLibrary> {
+        let runtime = ort_library::runtime().ok()?;
+        Some(RuntimeLibrary { name: "ONNX Runtime", version: runtime.version.to_string(), path: runtime.library.clone() })
     }
 
     fn load(&self, graph_file: &Path) -> Result<Box<dyn GraphSession>, BackendError> {
@@ -229,12 +419,9 @@ impl Backend for OrtBackend {
         let mut fallbacks = Vec::new();
         let mut placed = None;
         for &device in self.device.attempts() {
-            let attempt = self
-                .session_builder(device, profile, &stem)
-                .and_then(|mut b| b.commit_from_file(graph_file).map_err(|e| OrtBackendError::Session(e.to_string())));
-            match attempt {
-                Ok(session) => {
-                    placed = Some((session, device));
+            match self.attempt(device, graph_file, &stem, profile) {
+                Ok((session, engine_cache)) => {
+                    placed = Some((session, device, engine_cache));
                     break;
                 }
                 Err(e) if self.device == Device::Auto && device != Device::Cpu => {
@@ -243,12 +430,18 @@ impl Backend for OrtBackend {
                 Err(e) => return Err(load_err(e.to_string())),
             }
         }
-        let (session, device) = placed.ok_or_else(|| load_err("no execution provider could load it".into()))?;
-        self.placements.lock().unwrap_or_else(|e| e.into_inner()).push(Placement {
+        let (session, device, engine_cache) =
+            placed.ok_or_else(|| load_err("no execution provider could load it".into()))?;
+        let mut placements = self.placements.lock().unwrap_or_else(|e| e.into_inner());
+        // A graph loaded again (a warm start) replaces its earlier placement.
+        placements.retain(|p| p.graph != graph);
+        placements.push(Placement {
             graph: graph.clone(),
             provider: device.provider_name().to_string(),
             fallbacks,
+            engine_cache,
         });
+        drop(placements);
         let input_names = session.inputs().iter().map(|o| o.name().to_string()).collect();
         Ok(Box::new(OrtSession {
             graph,

@@ -1,9 +1,12 @@
 //! Finding and opening the ONNX Runtime shared library for the `ort` backend. Nothing is linked
 //! at build time (ort's `load-dynamic`), so the library is looked up at run time in this order:
 //! `ORT_DYLIB_PATH`; the `onnxruntime`/`onnxruntime-gpu` Python package (its `capi` dir) on the
-//! Python path; the system library dirs. It is opened once per process.
+//! Python path; the system library dirs. It is opened once per process, after its version is read
+//! and checked: `ort` is built at ONNX Runtime's API level 17, so 1.17 is the oldest it runs.
 
+use super::ort_version::OrtVersion;
 use ort::environment::Environment;
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use thiserror::Error;
@@ -19,9 +22,12 @@ const SYSTEM_LIBRARY_DIRS: &[&str] = &[
     "/usr/lib/aarch64-linux-gnu",
 ];
 
+/// The oldest ONNX Runtime whose C API has the level `ort` is built against (`api-17`).
+pub const MINIMUM_VERSION: OrtVersion = OrtVersion::new(1, ort::MINOR_VERSION, 0);
+
 const HOW_TO_INSTALL: &str = "install it with `pip install onnxruntime` (or `onnxruntime-gpu` for CUDA/TensorRT; \
-on a Jetson, NVIDIA's JetPack onnxruntime-gpu wheel), or run scripts/install_onnxruntime.sh, \
-or point ORT_DYLIB_PATH at a libonnxruntime.so (version 1.31 or newer)";
+on a Jetson with JetPack 6, onnxruntime-gpu from the jetson-ai-lab pip index, see the README's Jetson section), \
+or run scripts/install_onnxruntime.sh, or point ORT_DYLIB_PATH at a libonnxruntime.so (version 1.17 or newer)";
 
 #[derive(Debug, Error)]
 pub enum OrtLibraryError {
@@ -35,6 +41,22 @@ pub enum OrtLibraryError {
     AlreadyLoaded { loaded: PathBuf, requested: PathBuf },
     #[error("creating the ONNX Runtime environment from {path}: {reason}")]
     Environment { path: PathBuf, reason: String },
+    #[error("{path}: cannot tell which ONNX Runtime version this is: {reason}")]
+    UnknownVersion { path: PathBuf, reason: String },
+    #[error("{path} is ONNX Runtime {version}; the ort backend needs {MINIMUM_VERSION} or newer. {}", too_old_hint(.version))]
+    TooOld { path: PathBuf, version: OrtVersion },
+}
+
+fn too_old_hint(version: &OrtVersion) -> String {
+    if (version.major, version.minor) == (1, 16) {
+        format!(
+            "ONNX Runtime 1.16 is what JetPack 5 (CUDA 11.4, TensorRT 8.5) gets: there, run with `--backend tract` \
+             (the CPU, nothing to install), or build ONNX Runtime 1.17 or newer from source against TensorRT 8.5 \
+             (untested). Elsewhere, {HOW_TO_INSTALL}"
+        )
+    } else {
+        format!("To fix: {HOW_TO_INSTALL}")
+    }
 }
 
 fn looked_in(places: &[PathBuf]) -> String {
@@ -97,7 +119,7 @@ fn python_sys_path() -> Vec<PathBuf> {
 }
 
 /// The first `libonnxruntime.so` or `libonnxruntime.so.<version>` in `dir` (unversioned first,
-/// then the highest version by name).
+/// then the highest version).
 fn library_in(dir: &Path) -> Option<PathBuf> {
     let plain = dir.join(LIBRARY_STEM);
     if plain.is_file() {
@@ -113,7 +135,7 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
                 && p.is_file()
         })
         .collect();
-    versioned.sort();
+    versioned.sort_by_key(|p| (OrtVersion::from_file_name(p), p.clone()));
     versioned.pop()
 }
 
@@ -137,7 +159,51 @@ pub fn find_library(search: &SearchPaths) -> Result<PathBuf, OrtLibraryError> {
 /// The opened library and its environment, shared by every session of the process.
 pub struct OrtRuntime {
     pub library: PathBuf,
+    /// What the library reports (`OrtGetApiBase()->GetVersionString()`), else its file name's.
+    pub version: OrtVersion,
     pub environment: Environment,
+}
+
+/// The version of the ONNX Runtime library at `path`, read from the library itself; the
+/// version in its file name when the library's own string does not parse.
+pub fn library_version(path: &Path) -> Result<OrtVersion, OrtLibraryError> {
+    let reported = reported_version(path)?;
+    reported.parse().or_else(|reason| {
+        OrtVersion::from_file_name(path).ok_or_else(|| OrtLibraryError::UnknownVersion { path: path.to_path_buf(), reason })
+    })
+}
+
+/// Calls `OrtGetApiBase()->GetVersionString()`, which every ONNX Runtime since 1.0 exports.
+fn reported_version(path: &Path) -> Result<String, OrtLibraryError> {
+    let open_err = |reason: String| OrtLibraryError::Open { path: path.to_path_buf(), reason };
+    // SAFETY: loading runs the library's initialisers, as `ort` itself does when it opens it; the
+    // symbol has the C API's documented signature and both calls only return static data.
+    unsafe {
+        let library = libloading::Library::new(path).map_err(|e| open_err(e.to_string()))?;
+        let api_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = library
+            .get(b"OrtGetApiBase")
+            .map_err(|_| open_err("no `OrtGetApiBase` symbol: not an ONNX Runtime library".into()))?;
+        let base = api_base();
+        if base.is_null() {
+            return Err(open_err("`OrtGetApiBase` returned null".into()));
+        }
+        let text = ((*base).GetVersionString)();
+        if text.is_null() {
+            return Err(open_err("`GetVersionString` returned null".into()));
+        }
+        let version = CStr::from_ptr(text).to_string_lossy().into_owned();
+        // Kept loaded: `ort` opens the same file next, and ONNX Runtime is not made to be unloaded.
+        std::mem::forget(library);
+        Ok(version)
+    }
+}
+
+/// Refuses a library older than [`MINIMUM_VERSION`], naming it and what to install instead.
+pub fn check_version(path: &Path, version: OrtVersion) -> Result<(), OrtLibraryError> {
+    if version < MINIMUM_VERSION {
+        return Err(OrtLibraryError::TooOld { path: path.to_path_buf(), version });
+    }
+    Ok(())
 }
 
 static RUNTIME: OnceLock<OrtRuntime> = OnceLock::new();
@@ -159,6 +225,8 @@ pub fn open(path: &Path) -> Result<&'static OrtRuntime, OrtLibraryError> {
             Err(OrtLibraryError::AlreadyLoaded { loaded: runtime.library.clone(), requested })
         };
     }
+    let version = library_version(&requested)?;
+    check_version(&requested, version)?;
     // `init_from`'s error is our own type: wrapping it in ort::Error would call into the
     // (not loaded) library.
     let builder = ort::init_from(&requested).map_err(|e| OrtLibraryError::Open {
@@ -169,7 +237,7 @@ pub fn open(path: &Path) -> Result<&'static OrtRuntime, OrtLibraryError> {
         path: requested.clone(),
         reason: e.to_string(),
     })?;
-    Ok(RUNTIME.get_or_init(|| OrtRuntime { library: requested, environment }))
+    Ok(RUNTIME.get_or_init(|| OrtRuntime { library: requested, version, environment }))
 }
 
 /// Finds the library from the process environment and opens it (once per process).
