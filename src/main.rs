@@ -30,6 +30,24 @@ enum Command {
     Bench(BenchArgs),
     /// Replay a recorded episode through a LingBot-VA export, one `select_action` per observation.
     Episode(EpisodeArgs),
+    /// Report the nodes of an export that TensorRT's ONNX parser will not take, and the inputs
+    /// that need optimization profiles.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Export dir written by `vjx export`.
+    export_dir: PathBuf,
+    /// TensorRT version to check against: 10.3 (JetPack 6.1/6.2), 8.6 (JetPack 6.0), 8.5 (JetPack 5.1).
+    #[arg(long, default_value = "tensorrt-10.3", value_parser = vjx_runtime::check::Target::NAMES)]
+    target: String,
+    /// Print one JSON object on stdout instead of the per-graph report.
+    #[arg(long)]
+    json: bool,
+    /// Exit non-zero when any node (or a graph's opset) falls off TensorRT.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args)]
@@ -170,6 +188,7 @@ fn main() {
         Command::Run(a) => cmd_run(a),
         Command::Bench(a) => cmd_bench(a),
         Command::Episode(a) => cmd_episode(a),
+        Command::Check(a) => cmd_check(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -401,6 +420,30 @@ fn cmd_episode(a: EpisodeArgs) -> Result<()> {
             file.calls.len(),
             episode.chunks(),
             start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_check(a: CheckArgs) -> Result<()> {
+    let target: vjx_runtime::check::Target = a.target.parse()?;
+    let report = vjx_runtime::check::check_export(&a.export_dir, target)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    let s = &report.summary;
+    if a.strict && s.falls_off_tensorrt {
+        let opsets = match s.unsupported_opsets {
+            0 => String::new(),
+            n => format!(" and {n} graphs' opsets"),
+        };
+        bail!(
+            "--strict: {} nodes{opsets} of {} fall off {}",
+            s.unsupported,
+            a.export_dir.display(),
+            target.label()
         );
     }
     Ok(())

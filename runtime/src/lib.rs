@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod check;
 pub mod manifest;
 pub mod npy;
 pub mod policy;

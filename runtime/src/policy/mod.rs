@@ -5,7 +5,7 @@ pub mod lingbot_va;
 pub mod observation;
 pub mod vla_jepa;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ShapeProfile};
 use crate::manifest::{Manifest, ManifestError};
 pub use observation::{ImageInput, Noise, Observation};
 use std::collections::BTreeMap;
@@ -87,6 +87,16 @@ impl Policy {
             Policy::VlaJepa(p) => p.predict_chunk(observation, noise, keep_intermediates),
             Policy::LingbotVa(p) => lingbot_first_chunk(p, observation, noise, keep_intermediates),
         }
+    }
+}
+
+/// The TensorRT shape profile [`Policy::load`] gives each graph role of the export in `dir`;
+/// roles loaded without one are absent (every LingBot-VA graph, VLA-JEPA's DiT graphs).
+pub fn shape_profiles(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
+    match manifest.policy_type.as_str() {
+        "vla_jepa" => vla_jepa::shape_profiles_by_role(dir, manifest),
+        "lingbot_va" => Ok(BTreeMap::new()),
+        other => Err(PolicyError::UnsupportedPolicy { dir: dir.display().to_string(), found: other.to_string() }),
     }
 }
 

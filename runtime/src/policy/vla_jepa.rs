@@ -135,6 +135,17 @@ fn shape_profiles(
     Ok((vision, ShapeProfile { inputs: text }))
 }
 
+/// The profiles [`VlaJepaPolicy::load`] gives the `vision` and `text` graphs, by role.
+pub(crate) fn shape_profiles_by_role(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
+    let spec = manifest.vla_jepa();
+    let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
+    let template_path = dir.join(&spec.chat_template_file);
+    let chat_template = std::fs::read_to_string(&template_path)
+        .map_err(|e| PolicyError::Other(format!("{}: {e}", template_path.display())))?;
+    let (vision, text) = shape_profiles(spec, &tokenizer, &chat_template)?;
+    Ok(BTreeMap::from([("vision".to_string(), vision), ("text".to_string(), text)]))
+}
+
 impl VlaJepaPolicy {
     pub fn load(dir: &Path, manifest: Manifest, backend: &dyn Backend) -> Result<Self, PolicyError> {
         let spec = manifest.vla_jepa();
