@@ -320,7 +320,7 @@ if [[ -z "$probe_case" ]]; then
     done; done
 fi
 probe_prec="${probe_prec:-fp32}"
-trt_note="vjx builds TensorRT engines with FP16 kernels allowed (GpuOptions::trt_fp16; no CLI switch), so an fp32 export on TensorRT is not computed in FP32 throughout; it is still held to the FP32 bar"
+trt_note="TensorRT runs with vjx's --trt-fp16 auto (FP16 kernels for fp16/int8 exports only); on Ampere and newer GPUs the CUDA and TensorRT providers may still use TF32 for FP32 products, which can move fp32 stages past the 1e-4 bar"
 cache_for() { echo "$work/trt_cache/$(tr / - <<<"$1")"; }
 for p in "${provider_list[@]}"; do
     name="probe/$p"
