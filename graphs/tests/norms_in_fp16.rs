@@ -87,19 +87,22 @@ fn run_norm(graph: &Path) -> Vec<f32> {
 /// The FP16 bar of the exports (docs/precision.md).
 const FP16_BAR: f64 = 1e-2;
 
+fn assert_matches_in_fp32_and_fp16_everywhere(fp32: &Path, fp16: &Path, want: &[f32]) {
+    let err32 = rel_l2(&run_norm(fp32), want);
+    assert!(err32 < 1e-6, "fp32 graph: rel L2 {err32:.2e}");
+    let got16 = run_norm(fp16);
+    assert!(got16.iter().all(|v| v.is_finite()), "fp16 everywhere: non-finite output");
+    let err16 = rel_l2(&got16, want);
+    assert!(err16 < FP16_BAR, "fp16 everywhere: rel L2 {err16:.2e}");
+}
+
 #[test]
 fn rms_norm_matches_f64_on_outliers_in_fp32_and_in_fp16_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let (fp32, fp16) = write_norm_graph(dir.path(), "rms", |g, x| {
         nn::rms_norm(g, &norm_weight(), x, "norm.weight", DIM, EPS).unwrap()
     });
-    let want = rms_norm_reference(&hidden_with_outliers());
-    let err32 = rel_l2(&run_norm(&fp32), &want);
-    assert!(err32 < 1e-6, "fp32 graph: rel L2 {err32:.2e}");
-    let got16 = run_norm(&fp16);
-    assert!(got16.iter().all(|v| v.is_finite()), "fp16 everywhere: non-finite output");
-    let err16 = rel_l2(&got16, &want);
-    assert!(err16 < FP16_BAR, "fp16 everywhere: rel L2 {err16:.2e}");
+    assert_matches_in_fp32_and_fp16_everywhere(&fp32, &fp16, &rms_norm_reference(&hidden_with_outliers()));
 }
 
 #[test]
@@ -108,13 +111,7 @@ fn layer_norm_matches_f64_on_outliers_in_fp32_and_in_fp16_everywhere() {
     let (fp32, fp16) = write_norm_graph(dir.path(), "ln", |g, x| {
         nn::layer_norm(g, &norm_weight(), x, Some("norm"), DIM, EPS).unwrap()
     });
-    let want = layer_norm_reference(&hidden_with_outliers());
-    let err32 = rel_l2(&run_norm(&fp32), &want);
-    assert!(err32 < 1e-6, "fp32 graph: rel L2 {err32:.2e}");
-    let got16 = run_norm(&fp16);
-    assert!(got16.iter().all(|v| v.is_finite()), "fp16 everywhere: non-finite output");
-    let err16 = rel_l2(&got16, &want);
-    assert!(err16 < FP16_BAR, "fp16 everywhere: rel L2 {err16:.2e}");
+    assert_matches_in_fp32_and_fp16_everywhere(&fp32, &fp16, &layer_norm_reference(&hidden_with_outliers()));
 }
 
 #[test]
