@@ -14,7 +14,11 @@ use vjx_runtime::policy::observation::ImageInput;
 use vjx_runtime::policy::{Noise, Observation, Policy};
 
 #[derive(Parser)]
-#[command(name = "vjx", version, about = "Export VLA robot policies from LeRobot checkpoints to ONNX, and run them on the robot.")]
+#[command(
+    name = "vjx",
+    version,
+    about = "Export VLA robot policies from LeRobot checkpoints to ONNX, and run them on the robot."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -210,9 +214,19 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for g in &report.graphs {
-            eprintln!("  {:<9} {:<14} {:>6} nodes {:>10.2} MB", g.role, g.file, g.nodes, g.weight_bytes as f64 / 1e6);
+            eprintln!(
+                "  {:<9} {:<14} {:>6} nodes {:>10.2} MB",
+                g.role,
+                g.file,
+                g.nodes,
+                g.weight_bytes as f64 / 1e6
+            );
         }
-        eprintln!("exported {} in {:.1} s", report.out.display(), report.seconds);
+        eprintln!(
+            "exported {} in {:.1} s",
+            report.out.display(),
+            report.seconds
+        );
     }
     Ok(())
 }
@@ -221,21 +235,29 @@ fn backend(args: &BackendArgs, export_dir: &Path) -> Result<Box<dyn Backend>> {
     let device: Device = args.device.parse()?;
     let threads = args.threads.unwrap_or_else(default_threads);
     let gpu = GpuOptions {
-        cache_dir: Some(args.cache_dir.clone().unwrap_or_else(|| export_dir.join("tensorrt_cache"))),
+        cache_dir: Some(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| export_dir.join("tensorrt_cache")),
+        ),
         trt_workspace_bytes: args.trt_workspace_mb << 20,
         trt_fp16: args.trt_fp16.parse()?,
         ..GpuOptions::default()
     };
     match args.backend.as_str() {
         "tract" if device == Device::Cpu => Ok(Box::new(TractBackend::with_threads(threads))),
-        "tract" => bail!("the tract backend runs on the CPU only; use `--backend ort --device {device}`"),
+        "tract" => {
+            bail!("the tract backend runs on the CPU only; use `--backend ort --device {device}`")
+        }
         "ort" => Ok(Box::new(OrtBackend::with_options(device, threads, gpu)?)),
         other => bail!("unknown backend `{other}` (available: tract, ort)"),
     }
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Where each graph landed, on stderr (the ort backend's `auto` device falls back per graph).
@@ -267,7 +289,11 @@ fn observation(args: &ObservationArgs) -> Result<Observation> {
         let (key, path) = item
             .split_once('=')
             .with_context(|| format!("--image `{item}`: expected <feature key>=<path>"))?;
-        if obs.images.insert(key.to_string(), ImageInput::Path(PathBuf::from(path))).is_some() {
+        if obs
+            .images
+            .insert(key.to_string(), ImageInput::Path(PathBuf::from(path)))
+            .is_some()
+        {
             bail!("--image: camera `{key}` given twice");
         }
     }
@@ -282,9 +308,13 @@ fn sample_observation(policy: &Policy) -> Observation {
     let manifest = policy.manifest();
     let mut obs = Observation::default();
     for (ci, cam) in manifest.cameras().iter().enumerate() {
-        let (h, w) = (cam.shape.get(1).copied().unwrap_or(64), cam.shape.get(2).copied().unwrap_or(64));
+        let (h, w) = (
+            cam.shape.get(1).copied().unwrap_or(64),
+            cam.shape.get(2).copied().unwrap_or(64),
+        );
         let frame = ndarray::Array3::from_shape_fn((3, h, w), |(c, y, x)| {
-            ((x as f32 / w as f32) * (c as f32 + 1.0) + (y as f32 / h as f32) * (ci as f32 + 0.5)) % 1.0
+            ((x as f32 / w as f32) * (c as f32 + 1.0) + (y as f32 / h as f32) * (ci as f32 + 0.5))
+                % 1.0
         });
         obs.images.insert(cam.key.clone(), ImageInput::Frame(frame));
     }
@@ -304,7 +334,10 @@ fn sample_observation(policy: &Policy) -> Observation {
 
 fn read_noise(path: &Path) -> Result<Noise> {
     let array = vjx_runtime::npy::read_f32(path)?;
-    Ok(Noise::Given { shape: array.shape().to_vec(), data: array.iter().copied().collect() })
+    Ok(Noise::Given {
+        shape: array.shape().to_vec(),
+        data: array.iter().copied().collect(),
+    })
 }
 
 fn cmd_run(a: RunArgs) -> Result<()> {
@@ -336,19 +369,26 @@ fn cmd_run(a: RunArgs) -> Result<()> {
             println!("{i:>3} {}", cells.join(" "));
         }
         let total: f64 = prediction.timings_ms.iter().map(|(_, v)| v).sum();
-        eprintln!("chunk of {} actions in {total:.1} ms", prediction.chunk_size);
+        eprintln!(
+            "chunk of {} actions in {total:.1} ms",
+            prediction.chunk_size
+        );
     }
     Ok(())
 }
 
 /// Writes each tensor as `<dir>/<name>.npy` (a name may hold sub-dirs, e.g. `chunk0/actions`).
-fn write_dump(dir: &Path, tensors: &std::collections::BTreeMap<String, vjx_runtime::backend::TensorValue>) -> Result<()> {
+fn write_dump(
+    dir: &Path,
+    tensors: &std::collections::BTreeMap<String, vjx_runtime::backend::TensorValue>,
+) -> Result<()> {
     use vjx_runtime::backend::TensorValue;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, value) in tensors {
         let path = dir.join(format!("{name}.npy"));
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         match value {
             TensorValue::F32(a) => vjx_runtime::npy::write_f32(&path, a)?,
@@ -377,17 +417,25 @@ fn cmd_episode(a: EpisodeArgs) -> Result<()> {
     if !a.json {
         log_placements(backend.as_ref());
     }
-    let noise = file.noise.clone().unwrap_or(ChunkNoise::Seeded(a.seed.unwrap_or(0)));
+    let noise = file
+        .noise
+        .clone()
+        .unwrap_or(ChunkNoise::Seeded(a.seed.unwrap_or(0)));
     let mut episode = policy.episode(noise);
     episode.keep_intermediates(a.dump.is_some());
     episode.keep_predicted_latents(a.save_predicted_video.is_some());
     let (mut actions, mut normalized) = (Vec::new(), Vec::new());
     let start = Instant::now();
     for (i, obs) in file.calls.iter().enumerate() {
-        let step = episode.select_action(obs).with_context(|| format!("call {i} of {}", a.episode.display()))?;
+        let step = episode
+            .select_action(obs)
+            .with_context(|| format!("call {i} of {}", a.episode.display()))?;
         if step.predicted && !a.json {
             let ms: f64 = episode.take_timings().iter().map(|(_, v)| v).sum();
-            eprintln!("  call {i:>4}: chunk {} predicted in {ms:.1} ms", episode.chunks() - 1);
+            eprintln!(
+                "  call {i:>4}: chunk {} predicted in {ms:.1} ms",
+                episode.chunks() - 1
+            );
         }
         actions.push(step.action);
         normalized.push(step.action_normalized);
@@ -496,11 +544,17 @@ fn print_bench_table(r: &BenchReport) {
         r.policy_type, r.backend, r.device, r.threads, r.precision, r.iters
     );
     let l = &r.latency_ms;
-    println!("latency per chunk  p50 {:.2} ms  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}", l.p50, l.p90, l.p99, l.min, l.max);
+    println!(
+        "latency per chunk  p50 {:.2} ms  p90 {:.2}  p99 {:.2}  min {:.2}  max {:.2}",
+        l.p50, l.p90, l.p99, l.min, l.max
+    );
     println!("{:<14} {:>10} {:>10}", "stage", "p50 ms", "p90 ms");
     for name in &r.stage_order {
         let s = &r.stages_ms[name];
-        let runs = s.runs_per_chunk.map(|n| format!("  ×{n:.0} per chunk")).unwrap_or_default();
+        let runs = s
+            .runs_per_chunk
+            .map(|n| format!("  ×{n:.0} per chunk"))
+            .unwrap_or_default();
         println!("{name:<14} {:>10.2} {:>10.2}{runs}", s.p50, s.p90);
     }
     if let Some(m) = &r.cache_memory {

@@ -40,8 +40,15 @@ fn export_fails(dir: &Path, ckpt: &Path, backbone: &Path) -> String {
         .output()
         .unwrap();
     assert!(!out.status.success(), "export should fail");
-    assert!(!out_dir.exists(), "a failed export left {}", out_dir.display());
-    assert!(leftover_staging_dirs(dir).is_empty(), "a failed export left its temp dir");
+    assert!(
+        !out_dir.exists(),
+        "a failed export left {}",
+        out_dir.display()
+    );
+    assert!(
+        leftover_staging_dirs(dir).is_empty(),
+        "a failed export left its temp dir"
+    );
     stderr(&out)
 }
 
@@ -60,7 +67,11 @@ fn rewrite_weights(ckpt: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, 
                     .chunks_exact(2)
                     .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                     .collect(),
-                _ => view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                _ => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
             };
             (name, view.shape().to_vec(), data)
         })
@@ -72,7 +83,13 @@ fn rewrite_weights(ckpt: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, 
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = raw
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &path).unwrap();
 }
@@ -137,14 +154,18 @@ fn export_with_a_misshaped_tensor_names_it_and_both_shapes() {
     let last = wrong.len() - 1;
     wrong[last] -= 1;
     assert!(err.contains(DIT_WEIGHT), "{err}");
-    assert!(err.contains(&format!("{wrong:?}")) && err.contains(&format!("{original:?}")), "{err}");
+    assert!(
+        err.contains(&format!("{wrong:?}")) && err.contains(&format!("{original:?}")),
+        "{err}"
+    );
 }
 
 #[test]
 fn export_of_an_unknown_policy_type_names_it() {
     let (dir, ckpt, backbone) = broken_copy("unknown-type");
     let path = ckpt.join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json["type"] = serde_json::json!("mystery_policy");
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let err = export_fails(dir.path(), &ckpt, &backbone);
@@ -169,7 +190,10 @@ fn export_keeps_an_existing_output_unless_forced() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(out_dir.join("keep.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("keep.txt")).unwrap(),
+        "mine"
+    );
 }
 
 /// `vjx run` on the first fixture observation with its arguments changed by `edit`.
@@ -196,7 +220,10 @@ fn run_with_an_unknown_image_key_names_it_and_the_cameras() {
     let export = exported(&any_case());
     let err = run_fails(&export, |a| {
         let (i, arg) = image_args(a)[0].clone();
-        a[i] = format!("observation.images.nonexistent={}", arg.split_once('=').unwrap().1);
+        a[i] = format!(
+            "observation.images.nonexistent={}",
+            arg.split_once('=').unwrap().1
+        );
     });
     assert!(err.contains("observation.images.nonexistent"), "{err}");
 }
@@ -230,7 +257,11 @@ fn run_with_an_unreadable_image_names_the_file() {
 fn case_with_state() -> PathBuf {
     cases()
         .into_iter()
-        .find(|c| observations(c)[0].join("expected/state_normalized.npy").is_file())
+        .find(|c| {
+            observations(c)[0]
+                .join("expected/state_normalized.npy")
+                .is_file()
+        })
         .expect("a fixture case with state")
 }
 
@@ -238,7 +269,12 @@ fn run_case_fails(case: &Path, edit: impl FnOnce(&mut Vec<String>)) -> String {
     let obs = &observations(case)[0];
     let mut args = run_args(obs);
     edit(&mut args);
-    let out = vjx().arg("run").arg(exported(case)).args(&args).output().unwrap();
+    let out = vjx()
+        .arg("run")
+        .arg(exported(case))
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "run should fail with {args:?}");
     stderr(&out)
 }
@@ -291,7 +327,8 @@ fn copy_export(tag: &str) -> (tempfile::TempDir, PathBuf) {
 fn run_refuses_an_export_with_another_manifest_version() {
     let (_dir, export) = copy_export("version");
     let path = export.join("manifest.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     json["format_version"] = serde_json::json!(999);
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let err = run_fails(&export, |_| {});
@@ -306,5 +343,8 @@ fn run_refuses_an_export_whose_file_fails_its_checksum() {
     bytes[100] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     let err = run_fails(&export, |_| {});
-    assert!(err.contains("dit_step.onnx.data") && err.contains("checksum"), "{err}");
+    assert!(
+        err.contains("dit_step.onnx.data") && err.contains("checksum"),
+        "{err}"
+    );
 }

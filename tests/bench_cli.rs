@@ -12,13 +12,20 @@ fn bench_json(export: &std::path::Path, extra: &[&str]) -> serde_json::Value {
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "vjx bench {extra:?} failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "vjx bench {extra:?} failed: {}",
+        stderr(&out)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn bench_json_has_latency_percentiles_stages_rates_and_memory() {
-    let json = bench_json(&exported(&any_case()), &["--backend", "tract", "--threads", "1"]);
+    let json = bench_json(
+        &exported(&any_case()),
+        &["--backend", "tract", "--threads", "1"],
+    );
     assert_eq!(json["backend"], "tract");
     assert_eq!(json["device"], "cpu");
     assert_eq!(json["precision"], "fp32");
@@ -32,9 +39,15 @@ fn bench_json_has_latency_percentiles_stages_rates_and_memory() {
         l["p99"].as_f64().unwrap(),
         l["max"].as_f64().unwrap(),
     );
-    assert!(0.0 < min && min <= p50 && p50 <= p90 && p90 <= p99 && p99 <= max, "{l}");
+    assert!(
+        0.0 < min && min <= p50 && p50 <= p90 && p90 <= p99 && p99 <= max,
+        "{l}"
+    );
     for stage in ["preprocess", "vision", "text", "dit_step0", "postprocess"] {
-        assert!(json["stages_ms"][stage]["p50"].as_f64().is_some(), "stage {stage} missing");
+        assert!(
+            json["stages_ms"][stage]["p50"].as_f64().is_some(),
+            "stage {stage} missing"
+        );
     }
     let chunks_per_s = json["chunks_per_s"].as_f64().unwrap();
     assert!((chunks_per_s - 1e3 / p50).abs() < 1e-9 * chunks_per_s.max(1.0));
@@ -46,10 +59,24 @@ fn bench_json_has_latency_percentiles_stages_rates_and_memory() {
 
 #[test]
 fn bench_on_ort_auto_reports_where_each_graph_ran() {
-    let json = bench_json(&exported(&any_case()), &["--backend", "ort", "--device", "auto"]);
+    let json = bench_json(
+        &exported(&any_case()),
+        &["--backend", "ort", "--device", "auto"],
+    );
     let placements = json["placements"].as_array().unwrap();
-    let graphs: Vec<&str> = placements.iter().map(|p| p["graph"].as_str().unwrap()).collect();
-    assert_eq!(graphs, ["vision.onnx", "text.onnx", "dit_condition.onnx", "dit_step.onnx"]);
+    let graphs: Vec<&str> = placements
+        .iter()
+        .map(|p| p["graph"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        graphs,
+        [
+            "vision.onnx",
+            "text.onnx",
+            "dit_condition.onnx",
+            "dit_step.onnx"
+        ]
+    );
     for p in placements {
         assert_eq!(p["provider"], "CPUExecutionProvider", "{p}");
         assert_eq!(p["fallbacks"].as_array().unwrap().len(), 2, "{p}");
@@ -78,12 +105,18 @@ fn export_json_reports_precision_weight_bytes_time_and_memory() {
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["precision"], "fp16");
-    let graphs_bytes: u64 = json["graphs"].as_array().unwrap().iter().map(|g| g["weight_bytes"].as_u64().unwrap()).sum();
+    let graphs_bytes: u64 = json["graphs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["weight_bytes"].as_u64().unwrap())
+        .sum();
     assert_eq!(json["weight_bytes"].as_u64().unwrap(), graphs_bytes);
     assert!(json["seconds"].as_f64().unwrap() > 0.0);
     assert!(json["peak_rss_mb"].as_f64().unwrap() > 0.0);
     let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("e/manifest.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("e/manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(manifest["precision"], "fp16");
 }
 

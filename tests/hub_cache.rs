@@ -32,14 +32,29 @@ fn export_resolves_checkpoint_and_backbone_hub_ids_from_the_cache() {
     let out = vjx()
         .env("HF_HUB_CACHE", &cache)
         .env("HF_HUB_OFFLINE", "1")
-        .args(["export", "--json", "--checkpoint", "lerobot/tiny-vla-jepa", "--out"])
+        .args([
+            "export",
+            "--json",
+            "--checkpoint",
+            "lerobot/tiny-vla-jepa",
+            "--out",
+        ])
         .arg(&out_dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["checkpoint"].as_str().unwrap().ends_with(COMMIT), "{report}");
-    assert!(report["backbone"].as_str().unwrap().contains("models--Qwen--Qwen3-VL-2B-Instruct"), "{report}");
+    assert!(
+        report["checkpoint"].as_str().unwrap().ends_with(COMMIT),
+        "{report}"
+    );
+    assert!(
+        report["backbone"]
+            .as_str()
+            .unwrap()
+            .contains("models--Qwen--Qwen3-VL-2B-Instruct"),
+        "{report}"
+    );
     assert!(out_dir.join("manifest.json").is_file());
 }
 
@@ -52,7 +67,12 @@ fn export_offline_of_an_uncached_hub_id_says_where_it_looked() {
     let out = vjx()
         .env("HF_HUB_CACHE", &cache)
         .env("HF_HUB_OFFLINE", "1")
-        .args(["export", "--checkpoint", "lerobot/not-in-any-cache", "--out"])
+        .args([
+            "export",
+            "--checkpoint",
+            "lerobot/not-in-any-cache",
+            "--out",
+        ])
         .arg(&out_dir)
         .output()
         .unwrap();

@@ -38,9 +38,24 @@ fn export_finds_the_wan_backbone_named_by_wan_pretrained_path_in_the_hub_cache()
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["policy_type"], "lingbot_va");
-    assert!(report["backbone"].as_str().unwrap().ends_with(COMMIT), "{report}");
-    let roles: Vec<&str> = report["graphs"].as_array().unwrap().iter().map(|g| g["role"].as_str().unwrap()).collect();
-    for role in ["text_encoder", "vae_encode_first", "vae_encode_stream", "text_condition", "video_step", "action_step"] {
+    assert!(
+        report["backbone"].as_str().unwrap().ends_with(COMMIT),
+        "{report}"
+    );
+    let roles: Vec<&str> = report["graphs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["role"].as_str().unwrap())
+        .collect();
+    for role in [
+        "text_encoder",
+        "vae_encode_first",
+        "vae_encode_stream",
+        "text_condition",
+        "video_step",
+        "action_step",
+    ] {
         assert!(roles.contains(&role), "no {role} graph in {roles:?}");
     }
 }
@@ -62,7 +77,10 @@ fn export_without_the_wan_backbone_names_wan_pretrained_path_and_writes_nothing(
         .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("wan_pretrained_path") && err.contains("robbyant/lingbot-va-base"), "{err}");
+    assert!(
+        err.contains("wan_pretrained_path") && err.contains("robbyant/lingbot-va-base"),
+        "{err}"
+    );
     assert!(!out_dir.exists());
     assert!(common::leftover_staging_dirs(dir.path()).is_empty());
 }
@@ -74,7 +92,8 @@ fn export_of_a_backbone_whose_text_width_differs_names_both_files() {
     let wan = dir.path().join("wan");
     copy_tree(&c.join("wan"), &wan);
     let config_path = wan.join("text_encoder/config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
     config["d_model"] = serde_json::json!(48);
     std::fs::write(&config_path, config.to_string()).unwrap();
     let out_dir = dir.path().join("out");
@@ -89,7 +108,12 @@ fn export_of_a_backbone_whose_text_width_differs_names_both_files() {
         .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("text_encoder/config.json") && err.contains("d_model 48") && err.contains("text_dim"), "{err}");
+    assert!(
+        err.contains("text_encoder/config.json")
+            && err.contains("d_model 48")
+            && err.contains("text_dim"),
+        "{err}"
+    );
     assert!(!out_dir.exists());
 }
 
@@ -116,7 +140,14 @@ fn run_episode(episode: serde_json::Value, extra: &[&str]) -> std::process::Outp
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("episode.json");
     std::fs::write(&file, episode.to_string()).unwrap();
-    vjx().arg("episode").arg(exported()).arg("--episode").arg(&file).args(extra).output().unwrap()
+    vjx()
+        .arg("episode")
+        .arg(exported())
+        .arg("--episode")
+        .arg(&file)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 /// The fixture episode with absolute paths, so it can be rewritten elsewhere.
@@ -141,13 +172,20 @@ fn fixture_episode() -> serde_json::Value {
 fn episode_with_an_unknown_camera_names_the_key_and_the_call() {
     let mut episode = fixture_episode();
     let images = episode["calls"][3]["images"].as_object_mut().unwrap();
-    let (key, path) = images.iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    let (key, path) = images
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
     images.remove(&key);
     images.insert("observation.images.elsewhere".into(), path);
     let out = run_episode(episode, &["--json"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("observation.images.elsewhere") && err.contains("call 3"), "{err}");
+    assert!(
+        err.contains("observation.images.elsewhere") && err.contains("call 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -191,13 +229,19 @@ fn bench_reports_each_stage_its_runs_per_chunk_and_the_cache_memory() {
     assert_eq!(report["iters"], 2);
     let stages = report["stages_ms"].as_object().unwrap();
     for stage in ["vae_encode", "cache_update", "video_step", "action_step"] {
-        assert!(stages[stage]["p50"].as_f64().unwrap() > 0.0, "{stage}: {report}");
+        assert!(
+            stages[stage]["p50"].as_f64().unwrap() > 0.0,
+            "{stage}: {report}"
+        );
     }
     // small_window: 20 video steps + the t = 0 step, 50 action steps + the t = 0 step.
     assert_eq!(stages["video_step"]["runs_per_chunk"], 21.0);
     assert_eq!(stages["action_step"]["runs_per_chunk"], 51.0);
     // 2 blocks × (K, V) × 2 CFG rows × 20 slots × 2 heads × 24 dims × 4 bytes.
-    assert_eq!(report["cache_memory"]["kv_cache_bytes"], 2 * 2 * 2 * 20 * 2 * 24 * 4);
+    assert_eq!(
+        report["cache_memory"]["kv_cache_bytes"],
+        2 * 2 * 2 * 20 * 2 * 24 * 4
+    );
     assert!(report["cache_memory"]["vae_cache_bytes"].as_u64().unwrap() > 0);
     assert_eq!(report["n_action_steps"], 8);
 }

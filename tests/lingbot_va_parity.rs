@@ -37,7 +37,11 @@ fn cases() -> Vec<PathBuf> {
         .filter(|p| p.join("checkpoint/config.json").is_file())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 4, "expected the four LingBot-VA fixture cases under {}", root.display());
+    assert!(
+        cases.len() >= 4,
+        "expected the four LingBot-VA fixture cases under {}",
+        root.display()
+    );
     cases
 }
 
@@ -47,7 +51,10 @@ fn read(path: &Path) -> ArrayD<f32> {
 
 fn error(got: &ArrayD<f32>, expected: &ArrayD<f32>, what: &str) -> f64 {
     assert_eq!(got.shape(), expected.shape(), "{what}: shape");
-    rel_l2(&got.iter().copied().collect::<Vec<_>>(), &expected.iter().copied().collect::<Vec<_>>())
+    rel_l2(
+        &got.iter().copied().collect::<Vec<_>>(),
+        &expected.iter().copied().collect::<Vec<_>>(),
+    )
 }
 
 /// Replays `case` on `backend` and returns (stage, relative L2 error) for every stage.
@@ -63,31 +70,69 @@ fn stage_errors(case: &Path, backend: &str) -> Vec<(String, f64)> {
         .arg(dump.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "vjx episode --backend {backend} failed on {}: {}", case.display(), stderr(&out));
+    assert!(
+        out.status.success(),
+        "vjx episode --backend {backend} failed on {}: {}",
+        case.display(),
+        stderr(&out)
+    );
     let reference = case.join("reference");
     let mut errors = vec![(
         "text_embeds".to_string(),
-        error(&read(&dump.path().join("text_embeds.npy")), &read(&reference.join("text_embeds.npy")), "text_embeds"),
+        error(
+            &read(&dump.path().join("text_embeds.npy")),
+            &read(&reference.join("text_embeds.npy")),
+            "text_embeds",
+        ),
     )];
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(reference.join("summary.json")).unwrap()).unwrap();
-    let chunks = summary["n_chunks"].as_u64().expect("summary.json: n_chunks") as usize;
-    assert!(chunks >= 3, "{}: a parity episode runs at least 3 chunks", case.display());
+        serde_json::from_str(&std::fs::read_to_string(reference.join("summary.json")).unwrap())
+            .unwrap();
+    let chunks = summary["n_chunks"]
+        .as_u64()
+        .expect("summary.json: n_chunks") as usize;
+    assert!(
+        chunks >= 3,
+        "{}: a parity episode runs at least 3 chunks",
+        case.display()
+    );
     for k in 0..chunks {
         for stage in CHUNK_STAGES {
             let name = format!("chunk{k}/{stage}");
             let got = dump.path().join(format!("{name}.npy"));
-            assert!(got.is_file(), "{}: vjx did not dump `{name}`", case.display());
-            errors.push((name.clone(), error(&read(&got), &read(&reference.join(format!("{name}.npy"))), &name)));
+            assert!(
+                got.is_file(),
+                "{}: vjx did not dump `{name}`",
+                case.display()
+            );
+            errors.push((
+                name.clone(),
+                error(
+                    &read(&got),
+                    &read(&reference.join(format!("{name}.npy"))),
+                    &name,
+                ),
+            ));
         }
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json output");
-    for (key, file) in [("actions", "calls_actions.npy"), ("actions_normalized", "calls_actions_normalized.npy")] {
+    for (key, file) in [
+        ("actions", "calls_actions.npy"),
+        ("actions_normalized", "calls_actions_normalized.npy"),
+    ] {
         let rows: Vec<Vec<f32>> = serde_json::from_value(json[key].clone()).unwrap();
         let expected = read(&reference.join(file));
-        assert_eq!(rows.len(), expected.shape()[0], "{}: one `{key}` row per select_action call", case.display());
+        assert_eq!(
+            rows.len(),
+            expected.shape()[0],
+            "{}: one `{key}` row per select_action call",
+            case.display()
+        );
         let got: Vec<f32> = rows.into_iter().flatten().collect();
-        errors.push((format!("calls/{key}"), rel_l2(&got, expected.as_slice().unwrap())));
+        errors.push((
+            format!("calls/{key}"),
+            rel_l2(&got, expected.as_slice().unwrap()),
+        ));
     }
     errors
 }
@@ -96,16 +141,35 @@ fn every_episode_matches_upstream_at_every_stage(backend: &str) {
     let mut failures = Vec::new();
     for case in cases() {
         let errors = stage_errors(&case, backend);
-        let worst = errors.iter().cloned().fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
-        println!("{backend} {}: {} stages, worst {} {:.2e}", case.display(), errors.len(), worst.0, worst.1);
+        let worst =
+            errors
+                .iter()
+                .cloned()
+                .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        println!(
+            "{backend} {}: {} stages, worst {} {:.2e}",
+            case.display(),
+            errors.len(),
+            worst.0,
+            worst.1
+        );
         failures.extend(
             errors
                 .into_iter()
                 .filter(|(_, e)| !(*e <= BAR))
-                .map(|(s, e)| format!("{} {s}: {e:.3e}", case.file_name().unwrap().to_string_lossy())),
+                .map(|(s, e)| {
+                    format!(
+                        "{} {s}: {e:.3e}",
+                        case.file_name().unwrap().to_string_lossy()
+                    )
+                }),
         );
     }
-    assert!(failures.is_empty(), "stages above the FP32 bar {BAR:e} on {backend}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "stages above the FP32 bar {BAR:e} on {backend}:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -123,10 +187,13 @@ fn onnx_runtime_replays_every_fixture_episode_like_upstream() {
 #[test]
 fn the_small_window_fixture_evicts_from_the_cache() {
     let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_root().join("small_window/reference/summary.json")).unwrap(),
+        &std::fs::read_to_string(fixtures_root().join("small_window/reference/summary.json"))
+            .unwrap(),
     )
     .unwrap();
-    let evictions = summary["evictions"]["count"].as_u64().expect("summary.json: evictions.count");
+    let evictions = summary["evictions"]["count"]
+        .as_u64()
+        .expect("summary.json: evictions.count");
     assert!(evictions > 0, "small_window must exercise eviction");
 }
 
@@ -135,12 +202,22 @@ fn the_small_window_fixture_evicts_from_the_cache() {
 #[test]
 fn the_no_guidance_fixture_runs_upstream_at_batch_1() {
     let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures_root().join("no_guidance/reference/summary.json")).unwrap(),
+        &std::fs::read_to_string(fixtures_root().join("no_guidance/reference/summary.json"))
+            .unwrap(),
     )
     .unwrap();
-    assert_eq!(summary["cfg_batch"].as_u64(), Some(1), "no_guidance must run without CFG");
-    let velocity = read(&fixtures_root().join("no_guidance/reference/chunk0/video_velocity_first.npy"));
-    assert_eq!(velocity.shape()[0], 1, "no_guidance velocities carry one batch row");
+    assert_eq!(
+        summary["cfg_batch"].as_u64(),
+        Some(1),
+        "no_guidance must run without CFG"
+    );
+    let velocity =
+        read(&fixtures_root().join("no_guidance/reference/chunk0/video_velocity_first.npy"));
+    assert_eq!(
+        velocity.shape()[0],
+        1,
+        "no_guidance velocities carry one batch row"
+    );
 }
 
 #[test]

@@ -85,19 +85,41 @@ const MAX_DIFFERING_FRACTION: f64 = 1e-3;
 
 #[test]
 fn every_fixture_rollout_decodes_to_upstreams_predicted_video() {
-    for name in ["libero_width_concat", "robotwin_tshape", "small_window", "no_guidance"] {
+    for name in [
+        "libero_width_concat",
+        "robotwin_tshape",
+        "small_window",
+        "no_guidance",
+    ] {
         let case = lingbot_case(name);
         let policy = load_policy(&exported_lingbot(&case));
         let frames = decode_latents(&policy, &chunk_latents(&case.join("reference"))).unwrap();
         let expected: Array4<u8> =
             ndarray_npy::read_npy(case.join("reference/predicted_video.npy")).unwrap();
-        assert_eq!(frames.shape(), expected.shape(), "{name}: frames [T, H, W, 3]");
-        let diffs: Vec<u8> = frames.iter().zip(&expected).map(|(a, b)| a.abs_diff(*b)).collect();
+        assert_eq!(
+            frames.shape(),
+            expected.shape(),
+            "{name}: frames [T, H, W, 3]"
+        );
+        let diffs: Vec<u8> = frames
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
         let worst = diffs.iter().copied().max().unwrap();
         let differing = diffs.iter().filter(|d| **d > 0).count() as f64 / diffs.len() as f64;
-        println!("{name}: {:?} frames, worst {worst} level(s), {differing:.1e} of values differ", frames.shape());
-        assert!(worst <= MAX_LEVEL_DIFF, "{name}: a value is {worst} uint8 levels off upstream");
-        assert!(differing <= MAX_DIFFERING_FRACTION, "{name}: {differing:.2e} of values differ from upstream");
+        println!(
+            "{name}: {:?} frames, worst {worst} level(s), {differing:.1e} of values differ",
+            frames.shape()
+        );
+        assert!(
+            worst <= MAX_LEVEL_DIFF,
+            "{name}: a value is {worst} uint8 levels off upstream"
+        );
+        assert!(
+            differing <= MAX_DIFFERING_FRACTION,
+            "{name}: {differing:.2e} of values differ from upstream"
+        );
     }
 }
 

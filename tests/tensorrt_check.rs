@@ -74,10 +74,19 @@ fn lingbot_cases() -> Vec<PathBuf> {
 #[test]
 fn every_fp32_and_fp16_vla_jepa_export_is_taken_whole_by_tensorrt_10_3_and_8_6() {
     let cases = cases();
-    let names: Vec<String> = cases.iter().map(|c| c.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = cases
+        .iter()
+        .map(|c| c.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(
         names,
-        ["no_resize_nostate", "outliers", "real_vocab", "two_cam_resize", "world_model"],
+        [
+            "no_resize_nostate",
+            "outliers",
+            "real_vocab",
+            "two_cam_resize",
+            "world_model"
+        ],
         "the VLA-JEPA fixture cases"
     );
     let mut found = Vec::new();
@@ -288,9 +297,15 @@ fn dynamic_inputs_show_the_profiles_the_runtime_gives() {
 fn tensorrt_8_5_takes_every_node_of_the_fp32_and_fp16_exports() {
     let mut found = Vec::new();
     for precision in ["fp32", "fp16"] {
-        found.extend(refusals(&exported_at(&any_case(), precision), "tensorrt-8.5"));
+        found.extend(refusals(
+            &exported_at(&any_case(), precision),
+            "tensorrt-8.5",
+        ));
     }
-    found.extend(refusals(&exported_lingbot(&lingbot_cases()[0]), "tensorrt-8.5"));
+    found.extend(refusals(
+        &exported_lingbot(&lingbot_cases()[0]),
+        "tensorrt-8.5",
+    ));
     assert!(found.is_empty(), "{found:#?}");
 }
 

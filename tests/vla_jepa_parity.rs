@@ -42,7 +42,12 @@ fn stage_errors(export: &Path, obs: &Path, backend: &str) -> Vec<(String, f64)> 
         .arg("--json")
         .output()
         .unwrap();
-    assert!(out.status.success(), "vjx run --backend {backend} failed on {}: {}", obs.display(), stderr(&out));
+    assert!(
+        out.status.success(),
+        "vjx run --backend {backend} failed on {}: {}",
+        obs.display(),
+        stderr(&out)
+    );
     let mut errors = Vec::new();
     let mut expected: Vec<_> = std::fs::read_dir(obs.join("expected"))
         .unwrap()
@@ -55,12 +60,20 @@ fn stage_errors(export: &Path, obs: &Path, backend: &str) -> Vec<(String, f64)> 
             continue; // a host-side table, checked by the graphs crate's rope tests
         }
         let got = dump.path().join(format!("{stage}.npy"));
-        assert!(got.is_file(), "{}: vjx did not dump stage `{stage}`", obs.display());
+        assert!(
+            got.is_file(),
+            "{}: vjx did not dump stage `{stage}`",
+            obs.display()
+        );
         let err = if EXACT.contains(&stage.as_str()) {
             let e: ArrayD<i64> = ndarray_npy::read_npy(&exp).unwrap();
             let g: ArrayD<i64> = ndarray_npy::read_npy(&got).unwrap();
             assert_eq!(g.shape(), e.shape(), "{}: `{stage}` shape", obs.display());
-            if g == e { 0.0 } else { f64::INFINITY }
+            if g == e {
+                0.0
+            } else {
+                f64::INFINITY
+            }
         } else {
             let e: ArrayD<f32> = ndarray_npy::read_npy(&exp).unwrap();
             let g: ArrayD<f32> = ndarray_npy::read_npy(&got).unwrap();
@@ -97,7 +110,11 @@ fn every_fixture_matches_upstream_at_every_stage(backend: &str, precision: &str)
     for (stage, err) in &worst {
         println!("  {stage:<20} {err:.3e}");
     }
-    assert!(failures.is_empty(), "{backend} {precision}: stages over the bar:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{backend} {precision}: stages over the bar:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -144,11 +161,15 @@ fn fp16_everywhere_bar(stage: &str) -> f64 {
 #[test]
 fn the_outlier_fixture_carries_massive_activations_into_every_layer() {
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(case("outliers").join("case.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(case("outliers").join("case.json")).unwrap())
+            .unwrap();
     for obs in summary["observations"].as_array().unwrap() {
         for stack in ["text_layers", "vision_blocks"] {
             for peak in obs["peak_abs_input"][stack].as_array().unwrap() {
-                assert!(peak.as_f64().unwrap() >= 1e4, "{stack}: an input peak of {peak} is below 1e4");
+                assert!(
+                    peak.as_f64().unwrap() >= 1e4,
+                    "{stack}: an input peak of {peak} is below 1e4"
+                );
             }
         }
     }
@@ -163,11 +184,18 @@ fn fp32_export_with_every_layer_in_fp16_stays_within_bar_on_massive_activations(
         for (stage, err) in stage_errors(&export, &obs, "tract") {
             println!("{stage:<20} {err:.3e}");
             if !(err <= fp16_everywhere_bar(&stage)) {
-                failures.push(format!("{stage}: rel L2 {err:.3e} > {:e}", fp16_everywhere_bar(&stage)));
+                failures.push(format!(
+                    "{stage}: rel L2 {err:.3e} > {:e}",
+                    fp16_everywhere_bar(&stage)
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "fp16 everywhere on the outlier case:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fp16 everywhere on the outlier case:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -182,7 +210,10 @@ fn fp16_graphs_store_half_precision_weights() {
             .sum()
     };
     let (fp32, fp16, int8) = (size("fp32"), size("fp16"), size("int8"));
-    assert!(fp16 * 10 < fp32 * 6, "fp16 weights {fp16} B vs fp32 {fp32} B");
+    assert!(
+        fp16 * 10 < fp32 * 6,
+        "fp16 weights {fp16} B vs fp32 {fp32} B"
+    );
     assert!(int8 < fp16, "int8 weights {int8} B vs fp16 {fp16} B");
 }
 
@@ -204,7 +235,10 @@ fn run_json_prints_the_action_chunk_and_stage_timings() {
     assert_eq!(actions.len(), expected.shape()[0]);
     assert_eq!(actions[0].as_array().unwrap().len(), expected.shape()[1]);
     for stage in ["preprocess", "vision", "text", "dit_step0", "postprocess"] {
-        assert!(json["timings_ms"][stage].as_f64().is_some(), "timing `{stage}` missing");
+        assert!(
+            json["timings_ms"][stage].as_f64().is_some(),
+            "timing `{stage}` missing"
+        );
     }
 }
 
@@ -213,7 +247,13 @@ fn the_same_seed_gives_the_same_chunk_and_another_seed_another() {
     let case = any_case();
     let obs = &observations(&case)[0];
     let run = |seed: &str| {
-        let out = vjx().arg("run").arg(exported(&case)).args(run_args(obs)).args(["--seed", seed, "--json"]).output().unwrap();
+        let out = vjx()
+            .arg("run")
+            .arg(exported(&case))
+            .args(run_args(obs))
+            .args(["--seed", seed, "--json"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["actions"].clone()
     };

@@ -13,12 +13,18 @@ pub fn symmetric_int8(data: &[f32], shape: &[usize], axis: usize) -> (Vec<i8>, V
             max_abs[c] = row.iter().fold(max_abs[c], |m, v| m.max(v.abs()));
         }
     }
-    let scales: Vec<f32> = max_abs.iter().map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 }).collect();
+    let scales: Vec<f32> = max_abs
+        .iter()
+        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .collect();
     let inv: Vec<f32> = scales.iter().map(|s| 1.0 / s).collect();
     let mut values = Vec::with_capacity(data.len());
     for block in blocks() {
         for (c, row) in block.chunks(inner).enumerate() {
-            values.extend(row.iter().map(|&v| (v * inv[c]).round().clamp(-127.0, 127.0) as i8));
+            values.extend(
+                row.iter()
+                    .map(|&v| (v * inv[c]).round().clamp(-127.0, 127.0) as i8),
+            );
         }
     }
     (values, scales)
@@ -45,7 +51,9 @@ mod tests {
 
     #[test]
     fn dequantized_values_are_within_half_a_step() {
-        let data: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.013).collect();
+        let data: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.013)
+            .collect();
         let (q, s) = symmetric_int8(&data, &[8, 8], 1);
         for (i, (&v, &qv)) in data.iter().zip(&q).enumerate() {
             let scale = s[i % 8];

@@ -5,10 +5,10 @@ use crate::checkpoint;
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vjx_graphs::{Model, Precision, WeightSource};
-use std::collections::BTreeMap;
 use vjx_runtime::manifest::GraphEntry;
 
 #[derive(Debug, Clone)]
@@ -60,7 +60,12 @@ pub fn policy_type(config_path: &Path) -> Result<String> {
     json.get("type")
         .and_then(|t| t.as_str())
         .map(str::to_string)
-        .with_context(|| format!("{}: no `type` field (is this a LeRobot policy checkpoint?)", config_path.display()))
+        .with_context(|| {
+            format!(
+                "{}: no `type` field (is this a LeRobot policy checkpoint?)",
+                config_path.display()
+            )
+        })
 }
 
 pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
@@ -73,7 +78,12 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     }
     let progress = Progress::new(opts.progress);
     progress.message(&format!("resolving checkpoint {}", opts.checkpoint));
-    let ckpt = checkpoint::resolve(&opts.checkpoint, opts.revision.as_deref(), CHECKPOINT_FILES, opts.progress)?;
+    let ckpt = checkpoint::resolve(
+        &opts.checkpoint,
+        opts.revision.as_deref(),
+        CHECKPOINT_FILES,
+        opts.progress,
+    )?;
     let config_path = ckpt.path("config.json");
     let kind = policy_type(&config_path)?;
     let parent = match opts.out.parent() {
@@ -88,7 +98,9 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
 
     let (backbone_root, graphs) = match kind.as_str() {
         "vla_jepa" => crate::vla_jepa::export_vla_jepa(&ckpt, opts, staging.path(), &progress)?,
-        "lingbot_va" => crate::lingbot_va::export_lingbot_va(&ckpt, opts, staging.path(), &progress)?,
+        "lingbot_va" => {
+            crate::lingbot_va::export_lingbot_va(&ckpt, opts, staging.path(), &progress)?
+        }
         other => bail!(
             "{}: policy type `{other}` is not supported (supported: vla_jepa, lingbot_va)",
             config_path.display()
@@ -101,7 +113,11 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     }
     let staged = staging.keep();
     std::fs::rename(&staged, &opts.out).with_context(|| {
-        format!("moving the export from {} to {}", staged.display(), opts.out.display())
+        format!(
+            "moving the export from {} to {}",
+            staged.display(),
+            opts.out.display()
+        )
     })?;
     progress.finish(&format!("exported to {}", opts.out.display()));
     Ok(ExportReport {
@@ -119,7 +135,8 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
 
 /// Reads and parses a JSON file, naming it in the error.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -136,16 +153,33 @@ pub(crate) fn write_graph(
     let (nodes, bytes) = (model.num_nodes(), model.weight_bytes());
     let inputs = model.inputs.clone();
     let outputs = model.outputs.clone();
-    let written = model.write_with(dir, role, weights).with_context(|| format!("writing the {role} graph"))?;
-    let file = written.graph_file.file_name().unwrap().to_string_lossy().into_owned();
+    let written = model
+        .write_with(dir, role, weights)
+        .with_context(|| format!("writing the {role} graph"))?;
+    let file = written
+        .graph_file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     checksums.insert(file.clone(), written.graph_sha256.clone());
     if let (Some(path), Some(sha)) = (&written.data_file, &written.data_sha256) {
-        checksums.insert(path.file_name().unwrap().to_string_lossy().into_owned(), sha.clone());
+        checksums.insert(
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            sha.clone(),
+        );
     }
-    graphs.push(ExportedGraph { role: role.to_string(), file: file.clone(), nodes, weight_bytes: bytes });
+    graphs.push(ExportedGraph {
+        role: role.to_string(),
+        file: file.clone(),
+        nodes,
+        weight_bytes: bytes,
+    });
     Ok(GraphEntry {
         file,
-        data_file: written.data_file.map(|p| p.file_name().unwrap().to_string_lossy().into_owned()),
+        data_file: written
+            .data_file
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned()),
         inputs,
         outputs,
     })

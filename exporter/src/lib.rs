@@ -2,9 +2,9 @@
 //! policy's graphs and writes an export dir (ONNX + external data + manifest) atomically.
 
 pub mod checkpoint;
+pub mod export;
 pub mod lerobot_processors;
 pub mod lingbot_va;
-pub mod safetensors_weights;
-pub mod export;
 pub mod progress;
+pub mod safetensors_weights;
 pub mod vla_jepa;

@@ -23,7 +23,11 @@ use vjx_runtime::manifest::{self, CameraSpec, LingbotVaSpec, Manifest, Source};
 
 const TRANSFORMER_PREFIX: &str = "transformer.";
 /// What `--backbone` (or `wan_pretrained_path`) must hold; weights are found per folder.
-const BACKBONE_FILES: &[&str] = &["vae/config.json", "text_encoder/config.json", "tokenizer/tokenizer.json"];
+const BACKBONE_FILES: &[&str] = &[
+    "vae/config.json",
+    "text_encoder/config.json",
+    "tokenizer/tokenizer.json",
+];
 const POLICY_CONFIG_FILE: &str = "policy_config.json";
 const VAE_CONFIG_FILE: &str = "vae_config.json";
 const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -41,7 +45,8 @@ fn open_weights(dir: &Path, stems: &[&str]) -> Result<ShardedWeights> {
             Err(e) => last = Some(e),
         }
     }
-    Err(last.expect("at least one stem")).with_context(|| format!("opening the weights in {}", dir.display()))
+    Err(last.expect("at least one stem"))
+        .with_context(|| format!("opening the weights in {}", dir.display()))
 }
 
 pub fn export_lingbot_va(
@@ -62,7 +67,10 @@ pub fn export_lingbot_va(
         .with_context(|| format!("parsing {}", config_path.display()))?;
     let config_json: serde_json::Value = serde_json::from_str(&config_text)?;
 
-    let backbone_spec = opts.backbone.clone().unwrap_or_else(|| config.wan_pretrained_path.clone());
+    let backbone_spec = opts
+        .backbone
+        .clone()
+        .unwrap_or_else(|| config.wan_pretrained_path.clone());
     progress.message(&format!("resolving the Wan backbone {backbone_spec}"));
     let backbone = checkpoint::resolve(&backbone_spec, None, BACKBONE_FILES, opts.progress).with_context(|| {
         format!(
@@ -105,19 +113,38 @@ pub fn export_lingbot_va(
     let text_model = build_umt5_encoder_graph(&umt5_config, &text_weights, "")?;
     graphs.insert(
         "text_encoder".to_string(),
-        write_graph(text_model, &text_weights, out, "text_encoder", &mut report, &mut files)?,
+        write_graph(
+            text_model,
+            &text_weights,
+            out,
+            "text_encoder",
+            &mut report,
+            &mut files,
+        )?,
     );
     drop(text_weights);
 
     progress.message("building the VAE graphs");
     let vae_weights = open_weights(&vae_dir, &["diffusion_pytorch_model", "model"])?;
     let (encode_first, encode_stream) = build_vae_encode_graphs(&vae_config, &vae_weights, "")?;
-    for (role, model) in [("vae_encode_first", encode_first), ("vae_encode_stream", encode_stream)] {
-        graphs.insert(role.to_string(), write_graph(model, &vae_weights, out, role, &mut report, &mut files)?);
+    for (role, model) in [
+        ("vae_encode_first", encode_first),
+        ("vae_encode_stream", encode_stream),
+    ] {
+        graphs.insert(
+            role.to_string(),
+            write_graph(model, &vae_weights, out, role, &mut report, &mut files)?,
+        );
     }
     let (decode_first, decode_stream) = build_vae_decode_graphs(&vae_config, &vae_weights, "")?;
-    for (role, model) in [("vae_decode_first", decode_first), ("vae_decode_stream", decode_stream)] {
-        graphs.insert(role.to_string(), write_graph(model, &vae_weights, out, role, &mut report, &mut files)?);
+    for (role, model) in [
+        ("vae_decode_first", decode_first),
+        ("vae_decode_stream", decode_stream),
+    ] {
+        graphs.insert(
+            role.to_string(),
+            write_graph(model, &vae_weights, out, role, &mut report, &mut files)?,
+        );
     }
     drop(vae_weights);
 
@@ -126,16 +153,44 @@ pub fn export_lingbot_va(
     let condition = transformer::build_text_condition_graph(&config, &weights, TRANSFORMER_PREFIX)?;
     graphs.insert(
         "text_condition".to_string(),
-        write_graph(condition, &weights, out, "text_condition", &mut report, &mut files)?,
+        write_graph(
+            condition,
+            &weights,
+            out,
+            "text_condition",
+            &mut report,
+            &mut files,
+        )?,
     );
     let video = transformer::build_video_step_graph(&config, &weights, TRANSFORMER_PREFIX)?;
-    graphs.insert("video_step".to_string(), write_graph(video, &weights, out, "video_step", &mut report, &mut files)?);
+    graphs.insert(
+        "video_step".to_string(),
+        write_graph(video, &weights, out, "video_step", &mut report, &mut files)?,
+    );
     let action = transformer::build_action_step_graph(&config, &weights, TRANSFORMER_PREFIX)?;
-    graphs.insert("action_step".to_string(), write_graph(action, &weights, out, "action_step", &mut report, &mut files)?);
+    graphs.insert(
+        "action_step".to_string(),
+        write_graph(
+            action,
+            &weights,
+            out,
+            "action_step",
+            &mut report,
+            &mut files,
+        )?,
+    );
 
     progress.message("writing tokenizer, configs and manifest");
-    std::fs::copy(backbone.path("tokenizer/tokenizer.json"), out.join(TOKENIZER_FILE))
-        .with_context(|| format!("copying {}", backbone.path("tokenizer/tokenizer.json").display()))?;
+    std::fs::copy(
+        backbone.path("tokenizer/tokenizer.json"),
+        out.join(TOKENIZER_FILE),
+    )
+    .with_context(|| {
+        format!(
+            "copying {}",
+            backbone.path("tokenizer/tokenizer.json").display()
+        )
+    })?;
     std::fs::write(out.join(POLICY_CONFIG_FILE), &config_text)?;
     std::fs::write(out.join(VAE_CONFIG_FILE), &vae_config_text)?;
 
@@ -155,10 +210,16 @@ pub fn export_lingbot_va(
         .iter()
         .map(|key| {
             let shape = config_json
-                .pointer(&format!("/input_features/{}/shape", key.replace('~', "~0").replace('/', "~1")))
+                .pointer(&format!(
+                    "/input_features/{}/shape",
+                    key.replace('~', "~0").replace('/', "~1")
+                ))
                 .and_then(|v| serde_json::from_value::<Vec<usize>>(v.clone()).ok())
                 .unwrap_or_default();
-            CameraSpec { key: key.clone(), shape }
+            CameraSpec {
+                key: key.clone(),
+                shape,
+            }
         })
         .collect::<Vec<_>>();
     if cameras.is_empty() {

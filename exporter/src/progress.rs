@@ -10,7 +10,9 @@ impl Progress {
     pub fn new(enabled: bool) -> Self {
         let bar = enabled.then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap(),
+            );
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         });

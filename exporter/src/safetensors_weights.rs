@@ -180,7 +180,10 @@ impl SafetensorsWeights {
         #[cfg(unix)]
         // SAFETY: the map is read-only and file-backed; dropped pages are faulted back in from
         // the file, with the same contents, on the next access.
-        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len)
+        };
         #[cfg(not(unix))]
         let _ = (offset, len);
     }
@@ -206,10 +209,12 @@ impl SafetensorsWeights {
 
 impl WeightSource for SafetensorsWeights {
     fn shape(&self, name: &str) -> Result<Vec<usize>, WeightError> {
-        SafetensorsWeights::shape(self, name).map(<[usize]>::to_vec).ok_or_else(|| WeightError::Missing {
-            name: name.to_string(),
-            source_desc: self.describe(),
-        })
+        SafetensorsWeights::shape(self, name)
+            .map(<[usize]>::to_vec)
+            .ok_or_else(|| WeightError::Missing {
+                name: name.to_string(),
+                source_desc: self.describe(),
+            })
     }
 
     fn describe(&self) -> String {
@@ -480,10 +485,12 @@ impl ShardedWeights {
 
 impl WeightSource for ShardedWeights {
     fn shape(&self, name: &str) -> Result<Vec<usize>, WeightError> {
-        ShardedWeights::shape(self, name).map(<[usize]>::to_vec).ok_or_else(|| WeightError::Missing {
-            name: name.to_string(),
-            source_desc: self.describe(),
-        })
+        ShardedWeights::shape(self, name)
+            .map(<[usize]>::to_vec)
+            .ok_or_else(|| WeightError::Missing {
+                name: name.to_string(),
+                source_desc: self.describe(),
+            })
     }
 
     fn describe(&self) -> String {

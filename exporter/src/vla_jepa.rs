@@ -42,7 +42,10 @@ pub fn export_vla_jepa(
     let config = VlaJepaConfig::from_json_str(&config_text)
         .with_context(|| format!("parsing {}", config_path.display()))?;
     let config_json: serde_json::Value = serde_json::from_str(&config_text)?;
-    let backbone_spec = opts.backbone.clone().unwrap_or_else(|| config.qwen_model_name.clone());
+    let backbone_spec = opts
+        .backbone
+        .clone()
+        .unwrap_or_else(|| config.qwen_model_name.clone());
     progress.message(&format!("resolving backbone {backbone_spec}"));
     let backbone = checkpoint::resolve(&backbone_spec, None, BACKBONE_FILES, opts.progress)
         .with_context(|| {
@@ -59,8 +62,19 @@ pub fn export_vla_jepa(
     let precision = opts.precision;
 
     progress.message("building the vision graph");
-    let vision_model = vision::build_vision_graph_at(&qwen.vision_config, &weights, VISION_PREFIX, precision)?;
-    graphs.insert("vision".to_string(), write_graph(vision_model, &weights, out, "vision", &mut report, &mut files)?);
+    let vision_model =
+        vision::build_vision_graph_at(&qwen.vision_config, &weights, VISION_PREFIX, precision)?;
+    graphs.insert(
+        "vision".to_string(),
+        write_graph(
+            vision_model,
+            &weights,
+            out,
+            "vision",
+            &mut report,
+            &mut files,
+        )?,
+    );
 
     progress.message("building the text graph");
     let embed = weights.first_present(&EMBED_NAMES)?;
@@ -74,7 +88,10 @@ pub fn export_vla_jepa(
         },
         precision,
     )?;
-    graphs.insert("text".to_string(), write_graph(text_model, &weights, out, "text", &mut report, &mut files)?);
+    graphs.insert(
+        "text".to_string(),
+        write_graph(text_model, &weights, out, "text", &mut report, &mut files)?,
+    );
 
     progress.message("building the DiT graphs");
     let (condition_model, step_model) = dit::build_dit_graphs_split(
@@ -84,9 +101,26 @@ pub fn export_vla_jepa(
         ACTION_HEAD_PREFIX,
         precision,
     )?;
-    let condition = write_graph(condition_model, &weights, out, "dit_condition", &mut report, &mut files)?;
+    let condition = write_graph(
+        condition_model,
+        &weights,
+        out,
+        "dit_condition",
+        &mut report,
+        &mut files,
+    )?;
     graphs.insert("dit_condition".to_string(), condition);
-    graphs.insert("dit_step".to_string(), write_graph(step_model, &weights, out, "dit_step", &mut report, &mut files)?);
+    graphs.insert(
+        "dit_step".to_string(),
+        write_graph(
+            step_model,
+            &weights,
+            out,
+            "dit_step",
+            &mut report,
+            &mut files,
+        )?,
+    );
 
     progress.message("writing tokenizer, template and manifest");
     let token_spec = PolicyTokenSpec::for_chunk_size(
@@ -106,12 +140,19 @@ pub fn export_vla_jepa(
         .camera_keys()
         .into_iter()
         .map(|key| {
-            let shape = config.input_features.get(&key).map(|f| f.shape.clone()).unwrap_or_default();
+            let shape = config
+                .input_features
+                .get(&key)
+                .map(|f| f.shape.clone())
+                .unwrap_or_default();
             CameraSpec { key, shape }
         })
         .collect::<Vec<_>>();
     if cameras.is_empty() {
-        bail!("{}: input_features declares no VISUAL feature", config_path.display());
+        bail!(
+            "{}: input_features declares no VISUAL feature",
+            config_path.display()
+        );
     }
     let spec = VlaJepaSpec {
         cameras,

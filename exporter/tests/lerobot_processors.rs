@@ -483,7 +483,12 @@ fn an_unknown_mode_is_unsupported_naming_the_feature() {
 
 #[test]
 fn a_quantiles_action_reads_q01_and_q99() {
-    let post = with_config(default_post(), 2, "norm_map", json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}));
+    let post = with_config(
+        default_post(),
+        2,
+        "norm_map",
+        json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}),
+    );
     let checkpoint = Checkpoint::new(default_pre(), post);
     let mut stats = full_stats();
     stats.push(("action.q01", vec![-0.5, 0.0, 1.0]));
@@ -503,9 +508,17 @@ fn a_quantiles_action_reads_q01_and_q99() {
 
 #[test]
 fn a_quantiles_action_without_q01_names_the_missing_stat() {
-    let post = with_config(default_post(), 2, "norm_map", json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}));
+    let post = with_config(
+        default_post(),
+        2,
+        "norm_map",
+        json!({"STATE": "MEAN_STD", "ACTION": "QUANTILES"}),
+    );
     let err = Checkpoint::new(default_pre(), post).read().unwrap_err();
-    assert!(matches!(&err, ProcessorError::MissingStat { key, .. } if key == "action.q01"), "{err:?}");
+    assert!(
+        matches!(&err, ProcessorError::MissingStat { key, .. } if key == "action.q01"),
+        "{err:?}"
+    );
 }
 
 #[test]

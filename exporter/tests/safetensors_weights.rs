@@ -65,12 +65,7 @@ fn mixed_file(dir: &Path) -> PathBuf {
                 vec![3],
                 bf16_bytes(&[1.5, -0.15625, 3.0e38]),
             ),
-            (
-                "c.f16",
-                Dtype::F16,
-                vec![2],
-                f16_bytes(&[0.375, -65504.0]),
-            ),
+            ("c.f16", Dtype::F16, vec![2], f16_bytes(&[0.375, -65504.0])),
             ("d.i64", Dtype::I64, vec![1], 7i64.to_le_bytes().to_vec()),
         ],
     );
@@ -102,10 +97,7 @@ fn f32_bf16_and_f16_convert_exactly_to_f32() {
         .map(|v| half::bf16::from_f32(*v).to_f32())
         .collect();
     assert_eq!(b.data, expected_b);
-    assert_eq!(
-        weights.get("c.f16").unwrap().data,
-        vec![0.375, -65504.0]
-    );
+    assert_eq!(weights.get("c.f16").unwrap().data, vec![0.375, -65504.0]);
 }
 
 #[test]

@@ -72,7 +72,9 @@ impl std::str::FromStr for Precision {
             "fp32" | "f32" => Ok(Precision::F32),
             "fp16" | "f16" => Ok(Precision::F16),
             "int8" => Ok(Precision::Int8),
-            other => Err(format!("unknown precision `{other}` (available: fp32, fp16, int8)")),
+            other => Err(format!(
+                "unknown precision `{other}` (available: fp32, fp16, int8)"
+            )),
         }
     }
 }
@@ -179,7 +181,10 @@ pub enum Encoding {
     F16,
     /// Symmetric int8 with one f32 scale per slice along `axis` of the stored tensor, written
     /// as a second initializer `scale_name` (`w ≈ q * scale`).
-    Int8 { scale_name: String, axis: usize },
+    Int8 {
+        scale_name: String,
+        axis: usize,
+    },
 }
 
 /// A checkpoint tensor read from the weight source only when the model is written, so that a
@@ -220,18 +225,31 @@ impl DeferredWeight {
         };
         let dims: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
         Ok(match &self.encoding {
-            Encoding::F32 => vec![Initializer { name: self.name.clone(), dims, data: TensorData::F32(t.data) }],
+            Encoding::F32 => vec![Initializer {
+                name: self.name.clone(),
+                dims,
+                data: TensorData::F32(t.data),
+            }],
             Encoding::F16 => vec![Initializer {
                 name: self.name.clone(),
                 dims,
                 data: TensorData::F16(vjx_calibration::fp16::to_f16(&t.data)),
             }],
             Encoding::Int8 { scale_name, axis } => {
-                let (values, scales) = vjx_calibration::int8::symmetric_int8(&t.data, &t.shape, *axis);
+                let (values, scales) =
+                    vjx_calibration::int8::symmetric_int8(&t.data, &t.shape, *axis);
                 let scale_len = scales.len() as i64;
                 vec![
-                    Initializer { name: self.name.clone(), dims, data: TensorData::I8(values) },
-                    Initializer { name: scale_name.clone(), dims: vec![scale_len], data: TensorData::F32(scales) },
+                    Initializer {
+                        name: self.name.clone(),
+                        dims,
+                        data: TensorData::I8(values),
+                    },
+                    Initializer {
+                        name: scale_name.clone(),
+                        dims: vec![scale_len],
+                        data: TensorData::F32(scales),
+                    },
                 ]
             }
         })
@@ -305,7 +323,10 @@ impl GraphBuilder {
 
     /// A builder whose linear layers use `precision` (see [`Precision`]).
     pub fn with_precision(name: &str, precision: Precision) -> Self {
-        GraphBuilder { precision, ..GraphBuilder::new(name) }
+        GraphBuilder {
+            precision,
+            ..GraphBuilder::new(name)
+        }
     }
 
     pub fn precision(&self) -> Precision {
@@ -313,7 +334,11 @@ impl GraphBuilder {
     }
 
     /// Runs `f` with linear layers at `precision` (e.g. a part kept in f32 in an int8 graph).
-    pub fn with_precision_scope<T>(&mut self, precision: Precision, f: impl FnOnce(&mut Self) -> T) -> T {
+    pub fn with_precision_scope<T>(
+        &mut self,
+        precision: Precision,
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> T {
         let saved = std::mem::replace(&mut self.precision, precision);
         let out = f(self);
         self.precision = saved;
@@ -349,7 +374,13 @@ impl GraphBuilder {
     /// Marks `value` as a graph output under `name`.
     pub fn output(&mut self, value: &Value, name: &str, dtype: DType, shape: &[Dim]) {
         let node_name = self.fresh("output");
-        self.nodes.push(node("Identity", &[value.name()], &[name], node_name, vec![]));
+        self.nodes.push(node(
+            "Identity",
+            &[value.name()],
+            &[name],
+            node_name,
+            vec![],
+        ));
         self.outputs.push(TensorSpec {
             name: name.to_string(),
             dtype,
@@ -360,7 +391,11 @@ impl GraphBuilder {
     /// An f32 initializer. Weight names are the checkpoint's own; a name used twice returns
     /// the existing initializer.
     pub fn weight(&mut self, name: &str, dims: &[usize], data: Vec<f32>) -> Value {
-        assert_eq!(dims.iter().product::<usize>(), data.len(), "initializer {name}");
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            data.len(),
+            "initializer {name}"
+        );
         if self.initializer_names.insert(name.to_string()) {
             self.initializers.push(Initializer {
                 name: name.to_string(),
@@ -451,7 +486,13 @@ impl GraphBuilder {
     }
 
     /// Adds one node with `n_outputs` outputs (e.g. DynamicQuantizeLinear).
-    pub fn op_multi(&mut self, op_type: &str, inputs: &[&Value], n_outputs: usize, attrs: Vec<(&str, Attr)>) -> Vec<Value> {
+    pub fn op_multi(
+        &mut self,
+        op_type: &str,
+        inputs: &[&Value],
+        n_outputs: usize,
+        attrs: Vec<(&str, Attr)>,
+    ) -> Vec<Value> {
         let base = self.fresh(&op_type.to_lowercase());
         let outs: Vec<String> = (0..n_outputs).map(|i| format!("{base}:{i}")).collect();
         let ins: Vec<&str> = inputs.iter().map(|v| v.name()).collect();
@@ -465,7 +506,8 @@ impl GraphBuilder {
         let out = self.fresh(&op_type.to_lowercase());
         let ins: Vec<&str> = inputs.iter().map(|v| v.name()).collect();
         let name = out.clone();
-        self.nodes.push(node(op_type, &ins, &[out.as_str()], name, attrs));
+        self.nodes
+            .push(node(op_type, &ins, &[out.as_str()], name, attrs));
         Value(out)
     }
 
@@ -527,7 +569,11 @@ impl GraphBuilder {
             let axes = self.const_i64(axes);
             self.op(op_type, &[x, &axes], vec![keep])
         } else {
-            self.op(op_type, &[x], vec![("axes", Attr::Ints(axes.to_vec())), keep])
+            self.op(
+                op_type,
+                &[x],
+                vec![("axes", Attr::Ints(axes.to_vec())), keep],
+            )
         }
     }
     pub fn abs(&mut self, a: &Value) -> Value {
@@ -677,7 +723,12 @@ impl Model {
 
     /// Writes the model, reading each checkpoint tensor from `source` just before it is written
     /// and dropping it right after.
-    pub fn write_with(self, dir: &Path, stem: &str, source: &dyn WeightSource) -> Result<WrittenModel, WriteError> {
+    pub fn write_with(
+        self,
+        dir: &Path,
+        stem: &str,
+        source: &dyn WeightSource,
+    ) -> Result<WrittenModel, WriteError> {
         let graph_file = dir.join(format!("{stem}.onnx"));
         let data_name = format!("{stem}.onnx.data");
         let data_path = dir.join(&data_name);
@@ -727,7 +778,10 @@ impl Model {
 struct ExternalData {
     path: PathBuf,
     location: String,
-    writer: Option<(std::sync::mpsc::SyncSender<Vec<u8>>, std::thread::JoinHandle<std::io::Result<String>>)>,
+    writer: Option<(
+        std::sync::mpsc::SyncSender<Vec<u8>>,
+        std::thread::JoinHandle<std::io::Result<String>>,
+    )>,
     offset: u64,
 }
 
@@ -737,7 +791,12 @@ const WRITE_QUEUE: usize = 4;
 
 impl ExternalData {
     fn new(path: PathBuf, location: String) -> Self {
-        ExternalData { path, location, writer: None, offset: 0 }
+        ExternalData {
+            path,
+            location,
+            writer: None,
+            offset: 0,
+        }
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -801,7 +860,9 @@ impl ExternalData {
             None => Ok(None),
             Some((tx, handle)) => {
                 drop(tx);
-                let digest = handle.join().map_err(|_| std::io::Error::other("the weight writer thread panicked"))??;
+                let digest = handle
+                    .join()
+                    .map_err(|_| std::io::Error::other("the weight writer thread panicked"))??;
                 Ok(Some(digest))
             }
         }
@@ -828,7 +889,9 @@ mod tests {
     fn taps_to_channels_puts_temporal_taps_outside_input_channels() {
         // w[o, c, k] = 100·o + 10·c + k, with cout 2, cin 3, kt 2, kh = kw = 1.
         let data: Vec<f32> = (0..2)
-            .flat_map(|o| (0..3).flat_map(move |c| (0..2).map(move |k| (100 * o + 10 * c + k) as f32)))
+            .flat_map(|o| {
+                (0..3).flat_map(move |c| (0..2).map(move |k| (100 * o + 10 * c + k) as f32))
+            })
             .collect();
         let out = taps_to_channels(WeightTensor::new(vec![2, 3, 2, 1, 1], data));
         assert_eq!(out.shape, vec![2, 6, 1, 1]);

@@ -13,11 +13,21 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum HalfEverywhereError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not an ONNX model: {source}")]
-    Decode { path: PathBuf, source: prost::DecodeError },
+    Decode {
+        path: PathBuf,
+        source: prost::DecodeError,
+    },
     #[error("{path}: initializer `{name}`: {reason}")]
-    Initializer { path: PathBuf, name: String, reason: String },
+    Initializer {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
 }
 
 const FLOAT: i32 = DataType::Float as i32;
@@ -31,8 +41,11 @@ pub fn half_everywhere(graph_file: &Path) -> Result<ModelProto, HalfEverywhereEr
         move |source| HalfEverywhereError::Io { path, source }
     };
     let bytes = std::fs::read(graph_file).map_err(io_err(graph_file))?;
-    let mut model = ModelProto::decode(bytes.as_slice())
-        .map_err(|source| HalfEverywhereError::Decode { path: graph_file.to_path_buf(), source })?;
+    let mut model =
+        ModelProto::decode(bytes.as_slice()).map_err(|source| HalfEverywhereError::Decode {
+            path: graph_file.to_path_buf(),
+            source,
+        })?;
     let dir = graph_file.parent().unwrap_or(Path::new("."));
     let graph = model.graph.get_or_insert_with(Default::default);
 
@@ -85,8 +98,10 @@ pub fn half_everywhere(graph_file: &Path) -> Result<ModelProto, HalfEverywhereEr
 /// Writes [`half_everywhere`] of `graph_file` to `out` (one self-contained file).
 pub fn write_half_everywhere(graph_file: &Path, out: &Path) -> Result<(), HalfEverywhereError> {
     let model = half_everywhere(graph_file)?;
-    std::fs::write(out, model.encode_to_vec())
-        .map_err(|source| HalfEverywhereError::Io { path: out.to_path_buf(), source })
+    std::fs::write(out, model.encode_to_vec()).map_err(|source| HalfEverywhereError::Io {
+        path: out.to_path_buf(),
+        source,
+    })
 }
 
 fn inline_external_data(tensor: &mut TensorProto, dir: &Path) -> Result<(), String> {
@@ -94,17 +109,25 @@ fn inline_external_data(tensor: &mut TensorProto, dir: &Path) -> Result<(), Stri
         return Ok(());
     }
     let entry = |key: &str| {
-        tensor.external_data.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.clone())
+        tensor
+            .external_data
+            .iter()
+            .find(|e| e.key.as_deref() == Some(key))
+            .and_then(|e| e.value.clone())
     };
     let location = entry("location").ok_or("external data without a location")?;
-    let offset: u64 = entry("offset").map_or(Ok(0), |v| v.parse()).map_err(|e| format!("offset: {e}"))?;
+    let offset: u64 = entry("offset")
+        .map_or(Ok(0), |v| v.parse())
+        .map_err(|e| format!("offset: {e}"))?;
     let data = std::fs::read(dir.join(&location)).map_err(|e| format!("{location}: {e}"))?;
     let start = offset as usize;
     let end = match entry("length") {
         Some(v) => start + v.parse::<usize>().map_err(|e| format!("length: {e}"))?,
         None => data.len(),
     };
-    let bytes = data.get(start..end).ok_or_else(|| format!("{location}: bytes {start}..{end} past its end"))?;
+    let bytes = data
+        .get(start..end)
+        .ok_or_else(|| format!("{location}: bytes {start}..{end} past its end"))?;
     tensor.raw_data = Some(bytes.to_vec());
     tensor.external_data.clear();
     tensor.data_location = Some(DataLocation::Default as i32);
@@ -116,10 +139,18 @@ fn to_f16(tensor: &mut TensorProto) {
         return;
     }
     let values: Vec<f32> = match &tensor.raw_data {
-        Some(raw) => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Some(raw) => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
         None => std::mem::take(&mut tensor.float_data),
     };
-    tensor.raw_data = Some(values.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect());
+    tensor.raw_data = Some(
+        values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+    );
     tensor.float_data.clear();
     tensor.data_type = Some(FLOAT16);
 }
@@ -148,7 +179,9 @@ fn elem_type(info: &ValueInfoProto) -> Option<i32> {
 }
 
 fn retype_value(info: &mut ValueInfoProto) {
-    if let Some(type_proto::Value::TensorType(t)) = info.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+    if let Some(type_proto::Value::TensorType(t)) =
+        info.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
         if t.elem_type == Some(FLOAT) {
             t.elem_type = Some(FLOAT16);
         }

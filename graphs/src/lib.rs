@@ -13,5 +13,7 @@ pub mod vla_jepa;
 pub mod wan_vae;
 pub mod weights;
 
-pub use builder::{DType, Dim, Encoding, GraphBuilder, Layout, Model, Precision, Value, WriteError, WrittenModel};
+pub use builder::{
+    DType, Dim, Encoding, GraphBuilder, Layout, Model, Precision, Value, WriteError, WrittenModel,
+};
 pub use weights::{WeightError, WeightSource, WeightTensor};

@@ -15,7 +15,13 @@ pub fn linear(
     out_features: usize,
     bias: bool,
 ) -> Result<Value, WeightError> {
-    let y = project(g, w, x, &format!("{prefix}.weight"), &[out_features, in_features])?;
+    let y = project(
+        g,
+        w,
+        x,
+        &format!("{prefix}.weight"),
+        &[out_features, in_features],
+    )?;
     if !bias {
         return Ok(y);
     }
@@ -34,19 +40,35 @@ pub fn project(
 ) -> Result<Value, WeightError> {
     match g.precision() {
         Precision::F32 => {
-            let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, Encoding::F32)?;
+            let weight = g.checkpoint_weight(
+                w,
+                weight_name,
+                source_shape,
+                Layout::Transposed,
+                Encoding::F32,
+            )?;
             Ok(g.matmul(x, &weight))
         }
         Precision::F16 => {
-            let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, Encoding::F16)?;
+            let weight = g.checkpoint_weight(
+                w,
+                weight_name,
+                source_shape,
+                Layout::Transposed,
+                Encoding::F16,
+            )?;
             let xh = g.cast(x, DType::F16);
             let y = g.matmul(&xh, &weight);
             Ok(g.cast(&y, DType::F32))
         }
         Precision::Int8 => {
             let scale_name = int8_scale_name(weight_name);
-            let encoding = Encoding::Int8 { scale_name: scale_name.clone(), axis: 1 };
-            let weight = g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, encoding)?;
+            let encoding = Encoding::Int8 {
+                scale_name: scale_name.clone(),
+                axis: 1,
+            };
+            let weight =
+                g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, encoding)?;
             // The pattern ONNX Runtime fuses into DynamicQuantizeMatMul (u8 × s8 GEMM).
             let quantized = g.op_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
             let (xq, x_scale, x_zero) = (&quantized[0], &quantized[1], &quantized[2]);
@@ -84,7 +106,10 @@ pub fn gather_rows(
         }
         Precision::Int8 => {
             let scale_name = int8_scale_name(name);
-            let encoding = Encoding::Int8 { scale_name: scale_name.clone(), axis: 0 };
+            let encoding = Encoding::Int8 {
+                scale_name: scale_name.clone(),
+                axis: 0,
+            };
             let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, encoding)?;
             let rows = g.gather(&table, indices, 0);
             let rows = g.cast(&rows, DType::F32);
@@ -245,7 +270,13 @@ pub fn rotate_half(g: &mut GraphBuilder, x: &Value, dim: usize) -> Value {
 }
 
 /// `x * cos + rotate_half(x) * sin`, with cos/sin broadcast against `x`.
-pub fn apply_rotary(g: &mut GraphBuilder, x: &Value, cos: &Value, sin: &Value, dim: usize) -> Value {
+pub fn apply_rotary(
+    g: &mut GraphBuilder,
+    x: &Value,
+    cos: &Value,
+    sin: &Value,
+    dim: usize,
+) -> Value {
     let rot = rotate_half(g, x, dim);
     let a = g.mul(x, cos);
     let b = g.mul(&rot, sin);
@@ -270,10 +301,20 @@ pub fn attention(
 
 /// `softmax(q · kt + bias) · v` for an already scaled `q`, with `kt` the keys transposed
 /// (`[..., d, keys]`). Under f16 precision the two products run in f16 and the softmax in f32.
-pub fn attend(g: &mut GraphBuilder, q: &Value, kt: &Value, v: &Value, bias: Option<&Value>) -> Value {
+pub fn attend(
+    g: &mut GraphBuilder,
+    q: &Value,
+    kt: &Value,
+    v: &Value,
+    bias: Option<&Value>,
+) -> Value {
     let half = g.precision() == Precision::F16;
     let (q, kt, v) = if half {
-        (g.cast(q, DType::F16), g.cast(kt, DType::F16), g.cast(v, DType::F16))
+        (
+            g.cast(q, DType::F16),
+            g.cast(kt, DType::F16),
+            g.cast(v, DType::F16),
+        )
     } else {
         (q.clone(), kt.clone(), v.clone())
     };

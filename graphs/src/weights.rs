@@ -125,7 +125,10 @@ mod tests {
     #[test]
     fn transpose_moves_every_element_across_tile_edges() {
         let (rows, cols) = (37, 45);
-        let t = WeightTensor::new(vec![rows, cols], (0..rows * cols).map(|i| i as f32).collect());
+        let t = WeightTensor::new(
+            vec![rows, cols],
+            (0..rows * cols).map(|i| i as f32).collect(),
+        );
         let tt = t.transposed_2d();
         assert_eq!(tt.shape, vec![cols, rows]);
         for r in 0..rows {

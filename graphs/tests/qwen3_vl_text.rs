@@ -86,7 +86,11 @@ impl TextInputs {
     }
 }
 
-fn write_graph(model: vjx_graphs::Model, weights: &dyn vjx_graphs::WeightSource, dir: &Path) -> std::path::PathBuf {
+fn write_graph(
+    model: vjx_graphs::Model,
+    weights: &dyn vjx_graphs::WeightSource,
+    dir: &Path,
+) -> std::path::PathBuf {
     model.write_with(dir, "text", weights).unwrap().graph_file
 }
 
@@ -174,7 +178,10 @@ fn write_case_text_graph(case: &Path, dir: &Path) -> std::path::PathBuf {
     let cfg = backbone_config(case);
     let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
     let embed_weight_name = weights
-        .first_present(&[&format!("{LANGUAGE_MODEL}embed_tokens.weight"), TIED_LM_HEAD])
+        .first_present(&[
+            &format!("{LANGUAGE_MODEL}embed_tokens.weight"),
+            TIED_LM_HEAD,
+        ])
         .unwrap()
         .to_string();
     let opts = TextGraphOptions {
@@ -182,7 +189,11 @@ fn write_case_text_graph(case: &Path, dir: &Path) -> std::path::PathBuf {
         embed_weight_name,
         num_deepstack: cfg.vision_config.deepstack_visual_indexes.len(),
     };
-    write_graph(text::build_text_graph(&cfg.text_config, &weights, &opts).unwrap(), &weights, dir)
+    write_graph(
+        text::build_text_graph(&cfg.text_config, &weights, &opts).unwrap(),
+        &weights,
+        dir,
+    )
 }
 
 /// Runs the text graph `onnx` on every observation of `case`, fed with upstream's own vision
@@ -192,13 +203,17 @@ fn readout_errors(case: &Path, onnx: &Path, runner: Runner) -> Vec<(std::path::P
     let text_cfg = &cfg.text_config;
     let embodied_per_prompt = policy_config(case)["num_embodied_action_tokens_per_instruction"]
         .as_u64()
-        .expect("num_embodied_action_tokens_per_instruction in checkpoint/config.json") as usize;
+        .expect("num_embodied_action_tokens_per_instruction in checkpoint/config.json")
+        as usize;
     let num_deepstack = cfg.vision_config.deepstack_visual_indexes.len();
     let mut errors = Vec::new();
     for obs in observations(case) {
         let input_ids = flat_i64(&obs, "input_ids.npy");
         let reference = npy_f32(&obs.join("expected/embodied_hidden.npy"));
-        assert_eq!(reference.shape(), &[embodied_per_prompt, text_cfg.hidden_size]);
+        assert_eq!(
+            reference.shape(),
+            &[embodied_per_prompt, text_cfg.hidden_size]
+        );
         let readout_index = embodied_rows(&input_ids, embodied_per_prompt);
         let positions = rope::mrope_position_ids(
             &input_ids,
@@ -206,7 +221,9 @@ fn readout_errors(case: &Path, onnx: &Path, runner: Runner) -> Vec<(std::path::P
             cfg.image_token_id,
             cfg.vision_config.spatial_merge_size,
         );
-        let deepstack = (0..num_deepstack).map(|k| flat_f32(&obs, &format!("deepstack_{k}.npy"))).collect();
+        let deepstack = (0..num_deepstack)
+            .map(|k| flat_f32(&obs, &format!("deepstack_{k}.npy")))
+            .collect();
         let inputs = TextInputs::new(
             text_cfg,
             input_ids,
@@ -244,7 +261,11 @@ fn readout_with_every_layer_in_fp16_stays_within_bar_on_massive_activations() {
     let half = dir.path().join("text_fp16_everywhere.onnx");
     vjx_graphs::half_everywhere::write_half_everywhere(&onnx, &half).unwrap();
     for (obs, err) in readout_errors(&case, &half, run_graph_as_written) {
-        assert!(err <= FP16_EVERYWHERE_BAR, "{}: rel L2 {err:.3e} in fp16 everywhere", obs.display());
+        assert!(
+            err <= FP16_EVERYWHERE_BAR,
+            "{}: rel L2 {err:.3e} in fp16 everywhere",
+            obs.display()
+        );
     }
 }
 

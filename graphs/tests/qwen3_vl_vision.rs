@@ -4,11 +4,11 @@
 mod common;
 
 use common::{
-    f32_input, i64_input, npy_f32, npy_i64, rel_l2, run_graph, run_graph_as_written, Input, Runner, SafetensorsFile,
-    FP16_EVERYWHERE_BAR,
+    f32_input, i64_input, npy_f32, npy_i64, rel_l2, run_graph, run_graph_as_written, Input, Runner,
+    SafetensorsFile, FP16_EVERYWHERE_BAR,
 };
-use vjx_graphs::half_everywhere::write_half_everywhere;
 use std::path::{Path, PathBuf};
+use vjx_graphs::half_everywhere::write_half_everywhere;
 use vjx_graphs::qwen3_vl::vision::{
     build_vision_graph, deepstack_output_name, IMAGE_EMBEDS, PIXEL_VALUES, POS_EMBED_INDEX,
     POS_EMBED_WEIGHT, ROPE_COS, ROPE_SIN,
@@ -347,13 +347,21 @@ fn write_case_vision_graph(case: &Path, dir: &Path) -> (VisionConfig, PathBuf) {
     let cfg = Qwen3VlConfig::from_json_str(&config).unwrap().vision_config;
     let weights = SafetensorsFile::open(&case.join("checkpoint/model.safetensors"));
     let model = build_vision_graph(&cfg, &weights, VISUAL_PREFIX).unwrap();
-    let onnx = model.write_with(dir, "vision", &weights).unwrap().graph_file;
+    let onnx = model
+        .write_with(dir, "vision", &weights)
+        .unwrap()
+        .graph_file;
     (cfg, onnx)
 }
 
 /// Runs the vision graph `onnx` on every observation of `case`; returns the relative L2 error
 /// of each output against upstream, named `<obs> <output>`.
-fn errors_against_upstream(case: &Path, cfg: &VisionConfig, onnx: &Path, runner: Runner) -> Vec<(String, f64)> {
+fn errors_against_upstream(
+    case: &Path,
+    cfg: &VisionConfig,
+    onnx: &Path,
+    runner: Runner,
+) -> Vec<(String, f64)> {
     let taps = cfg.deepstack_visual_indexes.len();
     let mut errors = Vec::new();
     for obs in common::observations(case) {
@@ -374,12 +382,20 @@ fn errors_against_upstream(case: &Path, cfg: &VisionConfig, onnx: &Path, runner:
                 let n = tables.num_patches;
                 let rows = pixels[row * patch_dim..(row + n) * patch_dim].to_vec();
                 row += n;
-                for (acc, out) in got.iter_mut().zip(run_vision_with(runner, onnx, cfg, rows, tables)) {
+                for (acc, out) in got
+                    .iter_mut()
+                    .zip(run_vision_with(runner, onnx, cfg, rows, tables))
+                {
                     acc.extend(out.iter());
                 }
             }
         }
-        assert_eq!(row * patch_dim, pixels.len(), "{}: rows left over", obs.display());
+        assert_eq!(
+            row * patch_dim,
+            pixels.len(),
+            "{}: rows left over",
+            obs.display()
+        );
 
         let mut references = vec![("vision_embeds".to_string(), &got[0])];
         for k in 0..taps {
@@ -414,6 +430,9 @@ fn vision_tower_with_every_layer_in_fp16_stays_within_bar_on_massive_activations
     let half = dir.path().join("vision_fp16_everywhere.onnx");
     write_half_everywhere(&onnx, &half).unwrap();
     for (what, err) in errors_against_upstream(&case, &cfg, &half, run_graph_as_written) {
-        assert!(err <= FP16_EVERYWHERE_BAR, "{what}: rel L2 {err:.3e} in fp16 everywhere");
+        assert!(
+            err <= FP16_EVERYWHERE_BAR,
+            "{what}: rel L2 {err:.3e} in fp16 everywhere"
+        );
     }
 }

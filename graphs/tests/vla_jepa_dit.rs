@@ -46,8 +46,15 @@ fn raw_feature_keys(case: &Path, kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn write_graph(model: vjx_graphs::Model, weights: &dyn vjx_graphs::WeightSource, dir: &Path) -> std::path::PathBuf {
-    model.write_with(dir, "dit_step", weights).unwrap().graph_file
+fn write_graph(
+    model: vjx_graphs::Model,
+    weights: &dyn vjx_graphs::WeightSource,
+    dir: &Path,
+) -> std::path::PathBuf {
+    model
+        .write_with(dir, "dit_step", weights)
+        .unwrap()
+        .graph_file
 }
 
 /// Inputs in graph order: noisy actions, timestep, state (when used), conditioning.

@@ -127,7 +127,15 @@ pub fn load_twice(dir: &Path, backend: &dyn Backend) -> Result<(Policy, Starts),
     let policy = Policy::load(dir, backend)?;
     let warm_start_ms = t.elapsed().as_secs_f64() * 1e3;
     let first_start_engine_cache = EngineCacheSummary::of(&placements);
-    Ok((policy, Starts { first_start_ms, first_start_engine_cache, placements, warm_start_ms }))
+    Ok((
+        policy,
+        Starts {
+            first_start_ms,
+            first_start_engine_cache,
+            placements,
+            warm_start_ms,
+        },
+    ))
 }
 
 /// The q-th percentile (0..=100) of `sorted` by linear interpolation between ranks.
@@ -218,7 +226,14 @@ impl Samples {
                     let runs = v.len() as f64 / iters as f64;
                     let v = sorted(v);
                     let runs_per_chunk = (runs > 1.0).then_some(runs);
-                    (k, StagePercentiles { p50: percentile(&v, 50.0), p90: percentile(&v, 90.0), runs_per_chunk })
+                    (
+                        k,
+                        StagePercentiles {
+                            p50: percentile(&v, 50.0),
+                            p90: percentile(&v, 90.0),
+                            runs_per_chunk,
+                        },
+                    )
                 })
                 .collect(),
             stage_order: self.stage_order,
@@ -263,7 +278,13 @@ pub fn run_bench(
         samples.record(t.elapsed().as_secs_f64() * 1e3, p.timings_ms);
         on_iter(i + 1, iters);
     }
-    Ok(samples.report(manifest, cfg, first_call_ms, manifest.vla_jepa().n_action_steps, None))
+    Ok(samples.report(
+        manifest,
+        cfg,
+        first_call_ms,
+        manifest.vla_jepa().n_action_steps,
+        None,
+    ))
 }
 
 /// LingBot-VA is autoregressive: one episode fed the same observation, timing the
@@ -277,15 +298,16 @@ fn bench_episode(
     mut on_iter: impl FnMut(usize, usize),
 ) -> Result<BenchReport, PolicyError> {
     let mut episode = policy.episode(ChunkNoise::Seeded(0));
-    let next_chunk = |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
-        loop {
-            let t = Instant::now();
-            let step = episode.select_action(observation)?;
-            if step.predicted {
-                return Ok(t.elapsed().as_secs_f64() * 1e3);
+    let next_chunk =
+        |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
+            loop {
+                let t = Instant::now();
+                let step = episode.select_action(observation)?;
+                if step.predicted {
+                    return Ok(t.elapsed().as_secs_f64() * 1e3);
+                }
             }
-        }
-    };
+        };
     let first_call_ms = next_chunk(&mut episode)?;
     for _ in 0..cfg.warmup {
         next_chunk(&mut episode)?;
@@ -299,8 +321,17 @@ fn bench_episode(
         on_iter(i + 1, iters);
     }
     let (kv_cache_bytes, vae_cache_bytes) = episode.cache_bytes();
-    let cache_memory = Some(CacheMemory { kv_cache_bytes, vae_cache_bytes });
-    Ok(samples.report(policy.manifest(), cfg, first_call_ms, policy.chunk_size(), cache_memory))
+    let cache_memory = Some(CacheMemory {
+        kv_cache_bytes,
+        vae_cache_bytes,
+    });
+    Ok(samples.report(
+        policy.manifest(),
+        cfg,
+        first_call_ms,
+        policy.chunk_size(),
+        cache_memory,
+    ))
 }
 
 #[cfg(test)]
@@ -310,17 +341,34 @@ mod tests {
     use crate::backend::Placement;
 
     fn placed(engine_cache: Option<EngineCache>) -> Placement {
-        Placement { graph: "vision.onnx".into(), provider: "TensorrtExecutionProvider".into(), fallbacks: vec![], engine_cache }
+        Placement {
+            graph: "vision.onnx".into(),
+            provider: "TensorrtExecutionProvider".into(),
+            fallbacks: vec![],
+            engine_cache,
+        }
     }
 
     #[test]
     fn the_engine_cache_summary_says_whether_every_engine_was_cached() {
         use EngineCache::{Empty, Populated};
         assert_eq!(EngineCacheSummary::of(&[]), EngineCacheSummary::NotUsed);
-        assert_eq!(EngineCacheSummary::of(&[placed(None)]), EngineCacheSummary::NotUsed);
-        assert_eq!(EngineCacheSummary::of(&[placed(Some(Empty)), placed(None)]), EngineCacheSummary::Empty);
-        assert_eq!(EngineCacheSummary::of(&[placed(Some(Populated)), placed(Some(Populated))]), EngineCacheSummary::Populated);
-        assert_eq!(EngineCacheSummary::of(&[placed(Some(Populated)), placed(Some(Empty))]), EngineCacheSummary::Mixed);
+        assert_eq!(
+            EngineCacheSummary::of(&[placed(None)]),
+            EngineCacheSummary::NotUsed
+        );
+        assert_eq!(
+            EngineCacheSummary::of(&[placed(Some(Empty)), placed(None)]),
+            EngineCacheSummary::Empty
+        );
+        assert_eq!(
+            EngineCacheSummary::of(&[placed(Some(Populated)), placed(Some(Populated))]),
+            EngineCacheSummary::Populated
+        );
+        assert_eq!(
+            EngineCacheSummary::of(&[placed(Some(Populated)), placed(Some(Empty))]),
+            EngineCacheSummary::Mixed
+        );
     }
 
     #[test]

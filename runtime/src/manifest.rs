@@ -104,37 +104,58 @@ pub enum ManifestError {
     #[error("{path}: manifest format version {found}, this vjx reads version {FORMAT_VERSION}; re-export with this vjx")]
     Version { path: PathBuf, found: u32 },
     #[error("{path}: checksum mismatch (manifest says {expected}, file has {found}); the export is damaged, re-export it")]
-    Checksum { path: PathBuf, expected: String, found: String },
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     #[error("{path}: listed in the manifest but missing")]
     MissingFile { path: PathBuf },
-    #[error("{path}: policy type `{policy_type}` but no `{section}` section; re-export with this vjx")]
-    MissingSection { path: PathBuf, policy_type: String, section: &'static str },
+    #[error(
+        "{path}: policy type `{policy_type}` but no `{section}` section; re-export with this vjx"
+    )]
+    MissingSection {
+        path: PathBuf,
+        policy_type: String,
+        section: &'static str,
+    },
 }
 
 impl Manifest {
     /// Reads `<dir>/manifest.json`, checks its version and, if `verify`, every checksum.
     pub fn load(dir: &Path, verify: bool) -> Result<Self, ManifestError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|_| ManifestError::Missing { path: dir.to_path_buf() })?;
-        let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| ManifestError::Invalid {
-            path: path.clone(),
-            reason: e.to_string(),
+        let text = std::fs::read_to_string(&path).map_err(|_| ManifestError::Missing {
+            path: dir.to_path_buf(),
         })?;
-        let found = raw.get("format_version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        let raw: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ManifestError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let found = raw
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as u32;
         if found != FORMAT_VERSION {
             return Err(ManifestError::Version { path, found });
         }
-        let manifest: Manifest = serde_json::from_value(raw).map_err(|e| ManifestError::Invalid {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            serde_json::from_value(raw).map_err(|e| ManifestError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
         let section = match manifest.policy_type.as_str() {
             "vla_jepa" if manifest.vla_jepa.is_none() => Some("vla_jepa"),
             "lingbot_va" if manifest.lingbot_va.is_none() => Some("lingbot_va"),
             _ => None,
         };
         if let Some(section) = section {
-            return Err(ManifestError::MissingSection { path, policy_type: manifest.policy_type.clone(), section });
+            return Err(ManifestError::MissingSection {
+                path,
+                policy_type: manifest.policy_type.clone(),
+                section,
+            });
         }
         if verify {
             for (file, expected) in &manifest.files {
@@ -147,7 +168,11 @@ impl Manifest {
                     reason: e.to_string(),
                 })?;
                 if &found != expected {
-                    return Err(ManifestError::Checksum { path: file_path, expected: expected.clone(), found });
+                    return Err(ManifestError::Checksum {
+                        path: file_path,
+                        expected: expected.clone(),
+                        found,
+                    });
                 }
             }
         }
@@ -165,7 +190,9 @@ impl Manifest {
 
     /// The VLA-JEPA section; `load` checked it is there when the policy type says so.
     pub fn vla_jepa(&self) -> &VlaJepaSpec {
-        self.vla_jepa.as_ref().expect("a vla_jepa manifest has its section (checked at load)")
+        self.vla_jepa
+            .as_ref()
+            .expect("a vla_jepa manifest has its section (checked at load)")
     }
 
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {

@@ -60,9 +60,9 @@ const NORM_EPS: f32 = 1e-8;
 
 impl FeatureNorm {
     fn stat<'a>(stat: &'a Option<Vec<f32>>, name: &str, len: usize) -> &'a [f32] {
-        let v = stat
-            .as_deref()
-            .unwrap_or_else(|| panic!("normalization stat `{name}` missing (manifest validated on load)"));
+        let v = stat.as_deref().unwrap_or_else(|| {
+            panic!("normalization stat `{name}` missing (manifest validated on load)")
+        });
         assert_eq!(v.len(), len, "normalization stat `{name}` length");
         v
     }
@@ -73,13 +73,19 @@ impl FeatureNorm {
         match self.mode {
             NormMode::Identity => {}
             NormMode::MeanStd => {
-                let (mean, std) = (Self::stat(&self.mean, "mean", n), Self::stat(&self.std, "std", n));
+                let (mean, std) = (
+                    Self::stat(&self.mean, "mean", n),
+                    Self::stat(&self.std, "std", n),
+                );
                 for i in 0..n {
                     x[i] = (x[i] - mean[i]) / (std[i] + NORM_EPS);
                 }
             }
             NormMode::MinMax => {
-                let (min, max) = (Self::stat(&self.min, "min", n), Self::stat(&self.max, "max", n));
+                let (min, max) = (
+                    Self::stat(&self.min, "min", n),
+                    Self::stat(&self.max, "max", n),
+                );
                 for i in 0..n {
                     let denom = min_max_denom(min[i], max[i]);
                     x[i] = (x[i] - min[i]) / denom * 2.0 - 1.0;
@@ -98,8 +104,14 @@ impl FeatureNorm {
     /// The `(low, high)` quantiles of a quantile mode.
     fn quantile_range(&self, n: usize) -> (&[f32], &[f32]) {
         match self.mode {
-            NormMode::Quantile10 => (Self::stat(&self.q10, "q10", n), Self::stat(&self.q90, "q90", n)),
-            _ => (Self::stat(&self.q01, "q01", n), Self::stat(&self.q99, "q99", n)),
+            NormMode::Quantile10 => (
+                Self::stat(&self.q10, "q10", n),
+                Self::stat(&self.q90, "q90", n),
+            ),
+            _ => (
+                Self::stat(&self.q01, "q01", n),
+                Self::stat(&self.q99, "q99", n),
+            ),
         }
     }
 
@@ -109,13 +121,19 @@ impl FeatureNorm {
         match self.mode {
             NormMode::Identity => {}
             NormMode::MeanStd => {
-                let (mean, std) = (Self::stat(&self.mean, "mean", n), Self::stat(&self.std, "std", n));
+                let (mean, std) = (
+                    Self::stat(&self.mean, "mean", n),
+                    Self::stat(&self.std, "std", n),
+                );
                 for i in 0..n {
                     x[i] = x[i] * std[i] + mean[i];
                 }
             }
             NormMode::MinMax => {
-                let (min, max) = (Self::stat(&self.min, "min", n), Self::stat(&self.max, "max", n));
+                let (min, max) = (
+                    Self::stat(&self.min, "min", n),
+                    Self::stat(&self.max, "max", n),
+                );
                 for i in 0..n {
                     let denom = min_max_denom(min[i], max[i]);
                     x[i] = (x[i] + 1.0) / 2.0 * denom + min[i];
@@ -133,11 +151,13 @@ impl FeatureNorm {
 
     /// The feature width its statistics describe (None for identity without stats).
     pub fn width(&self) -> Option<usize> {
-        [&self.mean, &self.std, &self.min, &self.max, &self.q01, &self.q99, &self.q10, &self.q90]
-            .into_iter()
-            .flatten()
-            .map(|v| v.len())
-            .next()
+        [
+            &self.mean, &self.std, &self.min, &self.max, &self.q01, &self.q99, &self.q10, &self.q90,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|v| v.len())
+        .next()
     }
 }
 
@@ -162,7 +182,9 @@ pub fn apply_post_steps(
     for row in chunk.chunks_mut(action_dim) {
         for step in steps {
             match step {
-                PostStep::Clip { min, max } => row.iter_mut().for_each(|v| *v = v.clamp(*min, *max)),
+                PostStep::Clip { min, max } => {
+                    row.iter_mut().for_each(|v| *v = v.clamp(*min, *max))
+                }
                 PostStep::PreSnapGripper { dim, threshold } => {
                     row[*dim] = if row[*dim] >= *threshold { 1.0 } else { 0.0 };
                 }
@@ -189,7 +211,12 @@ mod tests {
     use super::*;
 
     fn min_max(min: Vec<f32>, max: Vec<f32>) -> FeatureNorm {
-        FeatureNorm { mode: NormMode::MinMax, min: Some(min), max: Some(max), ..Default::default() }
+        FeatureNorm {
+            mode: NormMode::MinMax,
+            min: Some(min),
+            max: Some(max),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -202,7 +229,12 @@ mod tests {
 
     #[test]
     fn mean_std_normalize_divides_by_std_plus_eps() {
-        let norm = FeatureNorm { mode: NormMode::MeanStd, mean: Some(vec![1.0]), std: Some(vec![2.0]), ..Default::default() };
+        let norm = FeatureNorm {
+            mode: NormMode::MeanStd,
+            mean: Some(vec![1.0]),
+            std: Some(vec![2.0]),
+            ..Default::default()
+        };
         let mut x = [5.0];
         norm.normalize(&mut x);
         assert!((x[0] - 4.0 / (2.0 + 1e-8)).abs() < 1e-7);
@@ -212,7 +244,19 @@ mod tests {
     fn clip_then_unnormalize_keeps_actions_inside_the_range() {
         let norm = min_max(vec![0.0, 0.0], vec![4.0, 4.0]);
         let mut chunk = [3.0, -0.5, -7.0, 0.0];
-        apply_post_steps(&[PostStep::Clip { min: -1.0, max: 1.0 }, PostStep::Unnormalize], &norm, &mut chunk, 2, None);
+        apply_post_steps(
+            &[
+                PostStep::Clip {
+                    min: -1.0,
+                    max: 1.0,
+                },
+                PostStep::Unnormalize,
+            ],
+            &norm,
+            &mut chunk,
+            2,
+            None,
+        );
         assert_eq!(chunk, [4.0, 1.0, 0.0, 2.0]);
     }
 
@@ -220,7 +264,16 @@ mod tests {
     fn binarize_gripper_maps_open_to_minus_one() {
         let norm = min_max(vec![0.0], vec![1.0]);
         let mut chunk = [0.7, 0.2];
-        apply_post_steps(&[PostStep::BinarizeGripper { dim: 0, threshold: 0.5 }], &norm, &mut chunk, 1, None);
+        apply_post_steps(
+            &[PostStep::BinarizeGripper {
+                dim: 0,
+                threshold: 0.5,
+            }],
+            &norm,
+            &mut chunk,
+            1,
+            None,
+        );
         assert_eq!(chunk, [-1.0, 1.0]);
     }
 
@@ -228,7 +281,15 @@ mod tests {
     fn absolute_actions_add_the_raw_state_where_the_mask_allows() {
         let norm = min_max(vec![0.0, 0.0], vec![1.0, 1.0]);
         let mut chunk = [1.0, 1.0];
-        apply_post_steps(&[PostStep::AbsoluteActions { mask: vec![true, false] }], &norm, &mut chunk, 2, Some(&[10.0, 10.0]));
+        apply_post_steps(
+            &[PostStep::AbsoluteActions {
+                mask: vec![true, false],
+            }],
+            &norm,
+            &mut chunk,
+            2,
+            Some(&[10.0, 10.0]),
+        );
         assert_eq!(chunk, [11.0, 1.0]);
     }
 

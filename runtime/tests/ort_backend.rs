@@ -11,18 +11,20 @@ use vjx_graphs::builder::{DType, Dim, GraphBuilder};
 use vjx_graphs::Precision;
 use vjx_runtime::backend::ort::{Device, GpuOptions, OrtBackend, TensorRtGraph, TrtFp16};
 use vjx_runtime::backend::ort_library::{
-    check_version, find_library, library_version, open, runtime, OrtLibraryError, SearchPaths, MINIMUM_VERSION,
+    check_version, find_library, library_version, open, runtime, OrtLibraryError, SearchPaths,
+    MINIMUM_VERSION,
 };
 use vjx_runtime::backend::ort_version::OrtVersion;
 use vjx_runtime::backend::tract::TractBackend;
-use vjx_runtime::backend::{InputRange, ShapeProfile};
 use vjx_runtime::backend::{Backend, BackendError, Outputs, TensorValue};
+use vjx_runtime::backend::{InputRange, ShapeProfile};
 
 const FEATURES: usize = 16;
 const CLASSES: usize = 32;
 
 fn cpu_backend() -> OrtBackend {
-    OrtBackend::new(Device::Cpu).unwrap_or_else(|e| panic!("the ort backend needs ONNX Runtime: {e}"))
+    OrtBackend::new(Device::Cpu)
+        .unwrap_or_else(|e| panic!("the ort backend needs ONNX Runtime: {e}"))
 }
 
 /// `probs = softmax(x @ w + b)` with `w` (2 KiB) in the external data file, and `next_ids = ids + 1`.
@@ -33,31 +35,54 @@ fn write_classifier(dir: &Path) -> PathBuf {
     let w = g.weight(
         "w",
         &[FEATURES, CLASSES],
-        (0..FEATURES * CLASSES).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect(),
+        (0..FEATURES * CLASSES)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect(),
     );
-    let b = g.weight("b", &[CLASSES], (0..CLASSES).map(|i| i as f32 * 0.01 - 0.1).collect());
+    let b = g.weight(
+        "b",
+        &[CLASSES],
+        (0..CLASSES).map(|i| i as f32 * 0.01 - 0.1).collect(),
+    );
     let logits = g.matmul(&x, &w);
     let logits = g.add(&logits, &b);
     let probs = g.softmax(&logits, -1);
-    g.output(&probs, "probs", DType::F32, &[Dim::from("rows"), Dim::from(CLASSES)]);
+    g.output(
+        &probs,
+        "probs",
+        DType::F32,
+        &[Dim::from("rows"), Dim::from(CLASSES)],
+    );
     let one = g.const_i64(&[1]);
     let next_ids = g.add(&ids, &one);
     g.output(&next_ids, "next_ids", DType::I64, &[Dim::from("rows")]);
     let written = g.finish().write(dir, "classifier").unwrap();
-    assert!(written.data_file.is_some(), "the weight must live in the external data file");
+    assert!(
+        written.data_file.is_some(),
+        "the weight must live in the external data file"
+    );
     written.graph_file
 }
 
 fn classifier_inputs(rows: usize) -> Vec<(&'static str, TensorValue)> {
-    let x = (0..rows * FEATURES).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+    let x = (0..rows * FEATURES)
+        .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+        .collect();
     vec![
         ("x", TensorValue::f32(&[rows, FEATURES], x)),
-        ("ids", TensorValue::i64(&[rows], (0..rows as i64).map(|i| i * 10 - 3).collect())),
+        (
+            "ids",
+            TensorValue::i64(&[rows], (0..rows as i64).map(|i| i * 10 - 3).collect()),
+        ),
     ]
 }
 
 fn run(backend: &dyn Backend, graph: &Path, rows: usize) -> Outputs {
-    backend.load(graph).unwrap().run(&classifier_inputs(rows)).unwrap()
+    backend
+        .load(graph)
+        .unwrap()
+        .run(&classifier_inputs(rows))
+        .unwrap()
 }
 
 fn f32_of(outputs: &Outputs, name: &str) -> ArrayD<f32> {
@@ -65,7 +90,11 @@ fn f32_of(outputs: &Outputs, name: &str) -> ArrayD<f32> {
 }
 
 fn rel_l2(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f64 {
-    let diff: f64 = got.iter().zip(want).map(|(g, w)| (*g as f64 - *w as f64).powi(2)).sum();
+    let diff: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (*g as f64 - *w as f64).powi(2))
+        .sum();
     let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
     (diff / norm).sqrt()
 }
@@ -81,7 +110,11 @@ fn cpu_gives_the_same_probabilities_as_tract() {
     let err = rel_l2(&got, &want);
     assert!(err < 1e-6, "ort vs tract relative L2 {err:e}");
     for row in got.rows() {
-        assert!((row.sum() - 1.0).abs() < 1e-5, "a softmax row sums to {}", row.sum());
+        assert!(
+            (row.sum() - 1.0).abs() < 1e-5,
+            "a softmax row sums to {}",
+            row.sum()
+        );
     }
 }
 
@@ -89,7 +122,10 @@ fn cpu_gives_the_same_probabilities_as_tract() {
 fn cpu_passes_i64_tensors_through_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let outputs = run(&cpu_backend(), &write_classifier(dir.path()), 4);
-    assert_eq!(outputs["next_ids"], TensorValue::i64(&[4], vec![-2, 8, 18, 28]));
+    assert_eq!(
+        outputs["next_ids"],
+        TensorValue::i64(&[4], vec![-2, 8, 18, 28])
+    );
 }
 
 #[test]
@@ -171,7 +207,10 @@ fn auto_falls_back_to_the_cpu_per_graph_and_says_why() {
     assert_eq!(placements[0].graph, "classifier.onnx");
     assert_eq!(placements[0].provider, "CPUExecutionProvider");
     let why = placements[0].fallbacks.join("\n");
-    assert!(why.contains("TensorrtExecutionProvider") && why.contains("CUDAExecutionProvider"), "{why}");
+    assert!(
+        why.contains("TensorrtExecutionProvider") && why.contains("CUDAExecutionProvider"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -190,12 +229,28 @@ fn a_fixed_device_records_its_placement_without_fallbacks() {
 fn tensorrt_profiles_use_its_shape_syntax() {
     let profile = ShapeProfile {
         inputs: vec![
-            InputRange { name: "input_ids".into(), min: vec![40], opt: vec![88], max: vec![280] },
-            InputRange { name: "attention_bias".into(), min: vec![40, 40], opt: vec![88, 88], max: vec![280, 280] },
+            InputRange {
+                name: "input_ids".into(),
+                min: vec![40],
+                opt: vec![88],
+                max: vec![280],
+            },
+            InputRange {
+                name: "attention_bias".into(),
+                min: vec![40, 40],
+                opt: vec![88, 88],
+                max: vec![280, 280],
+            },
         ],
     };
-    assert_eq!(profile.tensorrt_shapes(|r| &r.min), "input_ids:40,attention_bias:40x40");
-    assert_eq!(profile.tensorrt_shapes(|r| &r.max), "input_ids:280,attention_bias:280x280");
+    assert_eq!(
+        profile.tensorrt_shapes(|r| &r.min),
+        "input_ids:40,attention_bias:40x40"
+    );
+    assert_eq!(
+        profile.tensorrt_shapes(|r| &r.max),
+        "input_ids:280,attention_bias:280x280"
+    );
 }
 
 #[test]
@@ -214,8 +269,15 @@ fn a_missing_ort_dylib_path_is_an_error_naming_it() {
         ..Default::default()
     };
     let err = find_library(&search).unwrap_err();
-    assert!(matches!(err, OrtLibraryError::DylibPathMissing(_)), "{err:?}");
-    assert!(err.to_string().contains("/nonexistent/libonnxruntime.so.1.31.1"), "{err}");
+    assert!(
+        matches!(err, OrtLibraryError::DylibPathMissing(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/libonnxruntime.so.1.31.1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -228,10 +290,15 @@ fn nothing_found_lists_every_place_looked_and_how_to_install() {
     };
     let message = find_library(&search).unwrap_err().to_string();
     for place in [
-        empty.path().join("site-packages/onnxruntime/capi/libonnxruntime.so*"),
+        empty
+            .path()
+            .join("site-packages/onnxruntime/capi/libonnxruntime.so*"),
         empty.path().join("lib/libonnxruntime.so*"),
     ] {
-        assert!(message.contains(&*place.to_string_lossy()), "{place:?} not listed in:\n{message}");
+        assert!(
+            message.contains(&*place.to_string_lossy()),
+            "{place:?} not listed in:\n{message}"
+        );
     }
     assert!(message.contains("ORT_DYLIB_PATH"), "{message}");
     assert!(message.contains("pip install onnxruntime"), "{message}");
@@ -252,9 +319,18 @@ fn the_python_package_is_found_before_the_system_dirs() {
         python_paths: vec![root.path().join("site-packages")],
         library_dirs: vec![lib_dir.clone()],
     };
-    assert_eq!(find_library(&search).unwrap(), capi.join("libonnxruntime.so.1.31.1"));
-    let system_only = SearchPaths { python_paths: vec![], ..search };
-    assert_eq!(find_library(&system_only).unwrap(), lib_dir.join("libonnxruntime.so"));
+    assert_eq!(
+        find_library(&search).unwrap(),
+        capi.join("libonnxruntime.so.1.31.1")
+    );
+    let system_only = SearchPaths {
+        python_paths: vec![],
+        ..search
+    };
+    assert_eq!(
+        find_library(&system_only).unwrap(),
+        lib_dir.join("libonnxruntime.so")
+    );
 }
 
 #[test]
@@ -263,7 +339,9 @@ fn a_file_that_is_not_the_library_is_a_clean_error() {
     let fake = dir.path().join("libonnxruntime.so.1.31.1");
     std::fs::write(&fake, b"not a shared library").unwrap();
     // Whether or not another test opened the real library first, this is an error naming the file.
-    let err = open(&fake).err().expect("a text file opened as ONNX Runtime");
+    let err = open(&fake)
+        .err()
+        .expect("a text file opened as ONNX Runtime");
     let fake = fake.canonicalize().unwrap();
     assert!(err.to_string().contains(&*fake.to_string_lossy()), "{err}");
 }
@@ -296,8 +374,15 @@ fn the_version_is_read_from_the_library_not_its_name() {
 #[test]
 fn a_library_older_than_1_17_is_refused_naming_the_file_its_version_and_what_to_install() {
     let lib = PathBuf::from("/opt/ort/libonnxruntime.so.1.15.1");
-    let message = check_version(&lib, OrtVersion::new(1, 15, 1)).unwrap_err().to_string();
-    for part in ["/opt/ort/libonnxruntime.so.1.15.1", "ONNX Runtime 1.15.1", "1.17.0 or newer", "pip install onnxruntime"] {
+    let message = check_version(&lib, OrtVersion::new(1, 15, 1))
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "/opt/ort/libonnxruntime.so.1.15.1",
+        "ONNX Runtime 1.15.1",
+        "1.17.0 or newer",
+        "pip install onnxruntime",
+    ] {
         assert!(message.contains(part), "`{part}` missing from: {message}");
     }
     assert!(check_version(&lib, OrtVersion::new(1, 17, 0)).is_ok());
@@ -305,9 +390,17 @@ fn a_library_older_than_1_17_is_refused_naming_the_file_its_version_and_what_to_
 
 #[test]
 fn jetpack_5s_onnx_runtime_1_16_is_refused_with_tract_as_the_way_out() {
-    let lib = PathBuf::from("/usr/lib/python3.8/dist-packages/onnxruntime/capi/libonnxruntime.so.1.16.3");
-    let message = check_version(&lib, OrtVersion::new(1, 16, 3)).unwrap_err().to_string();
-    for part in ["ONNX Runtime 1.16.3", "JetPack 5", "--backend tract", "from source"] {
+    let lib =
+        PathBuf::from("/usr/lib/python3.8/dist-packages/onnxruntime/capi/libonnxruntime.so.1.16.3");
+    let message = check_version(&lib, OrtVersion::new(1, 16, 3))
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "ONNX Runtime 1.16.3",
+        "JetPack 5",
+        "--backend tract",
+        "from source",
+    ] {
         assert!(message.contains(part), "`{part}` missing from: {message}");
     }
 }
@@ -317,7 +410,10 @@ fn trt_fp16_auto_follows_the_exports_precision() {
     assert!(!TrtFp16::Auto.enabled_for(Some(Precision::F32)));
     assert!(TrtFp16::Auto.enabled_for(Some(Precision::F16)));
     assert!(TrtFp16::Auto.enabled_for(Some(Precision::Int8)));
-    assert!(!TrtFp16::Auto.enabled_for(None), "a graph outside an export stays exact");
+    assert!(
+        !TrtFp16::Auto.enabled_for(None),
+        "a graph outside an export stays exact"
+    );
     assert!(TrtFp16::On.enabled_for(Some(Precision::F32)));
     assert!(!TrtFp16::Off.enabled_for(Some(Precision::F16)));
     assert_eq!(GpuOptions::default().trt_fp16, TrtFp16::Auto);
@@ -329,17 +425,26 @@ fn trt_fp16_parses_its_cli_names_and_names_a_wrong_one() {
         name.parse::<TrtFp16>().unwrap();
     }
     let err = "yes".parse::<TrtFp16>().unwrap_err().to_string();
-    assert!(err.contains("`yes`") && err.contains("auto, on, off"), "{err}");
+    assert!(
+        err.contains("`yes`") && err.contains("auto, on, off"),
+        "{err}"
+    );
 }
 
 fn option<'a>(options: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {
-    options.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    options
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 #[test]
 fn tensorrt_fp16_comes_with_the_layer_norm_fp32_fallback() {
     let gpu = GpuOptions::default();
-    let fp16 = gpu.tensorrt_options(&TensorRtGraph { fp16: true, ..TensorRtGraph::default() });
+    let fp16 = gpu.tensorrt_options(&TensorRtGraph {
+        fp16: true,
+        ..TensorRtGraph::default()
+    });
     assert_eq!(option(&fp16, "trt_fp16_enable"), Some("1"));
     assert_eq!(option(&fp16, "trt_layer_norm_fp32_fallback"), Some("1"));
     let fp32 = gpu.tensorrt_options(&TensorRtGraph::default());
@@ -349,22 +454,43 @@ fn tensorrt_fp16_comes_with_the_layer_norm_fp32_fallback() {
 
 #[test]
 fn tensorrt_caches_and_profiles_reach_its_options() {
-    let gpu = GpuOptions { device_id: 1, trt_workspace_bytes: 1 << 30, ..GpuOptions::default() };
+    let gpu = GpuOptions {
+        device_id: 1,
+        trt_workspace_bytes: 1 << 30,
+        ..GpuOptions::default()
+    };
     let graph = TensorRtGraph {
         fp16: false,
         cache: Some((PathBuf::from("/cache/text/0123456789abcdef"), "text".into())),
         profile: ShapeProfile {
-            inputs: vec![InputRange { name: "input_ids".into(), min: vec![40], opt: vec![88], max: vec![280] }],
+            inputs: vec![InputRange {
+                name: "input_ids".into(),
+                min: vec![40],
+                opt: vec![88],
+                max: vec![280],
+            }],
         },
     };
     let options = gpu.tensorrt_options(&graph);
     assert_eq!(option(&options, "device_id"), Some("1"));
-    assert_eq!(option(&options, "trt_max_workspace_size"), Some("1073741824"));
+    assert_eq!(
+        option(&options, "trt_max_workspace_size"),
+        Some("1073741824")
+    );
     assert_eq!(option(&options, "trt_engine_cache_enable"), Some("1"));
-    assert_eq!(option(&options, "trt_engine_cache_path"), Some("/cache/text/0123456789abcdef"));
-    assert_eq!(option(&options, "trt_timing_cache_path"), Some("/cache/text/0123456789abcdef"));
+    assert_eq!(
+        option(&options, "trt_engine_cache_path"),
+        Some("/cache/text/0123456789abcdef")
+    );
+    assert_eq!(
+        option(&options, "trt_timing_cache_path"),
+        Some("/cache/text/0123456789abcdef")
+    );
     assert_eq!(option(&options, "trt_engine_cache_prefix"), Some("text"));
-    assert_eq!(option(&options, "trt_profile_opt_shapes"), Some("input_ids:88"));
+    assert_eq!(
+        option(&options, "trt_profile_opt_shapes"),
+        Some("input_ids:88")
+    );
     let without_cache = gpu.tensorrt_options(&TensorRtGraph::default());
     assert_eq!(option(&without_cache, "trt_engine_cache_enable"), None);
 }
@@ -392,9 +518,20 @@ fn the_backend_names_its_library_and_version() {
 #[test]
 fn of_several_versioned_libraries_in_a_dir_the_newest_release_is_found() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["libonnxruntime.so.1.9.0", "libonnxruntime.so.1.22.1", "libonnxruntime.so.1.19.2"] {
+    for name in [
+        "libonnxruntime.so.1.9.0",
+        "libonnxruntime.so.1.22.1",
+        "libonnxruntime.so.1.19.2",
+    ] {
         std::fs::write(dir.path().join(name), b"").unwrap();
     }
-    let search = SearchPaths { dylib_path: None, python_paths: vec![], library_dirs: vec![dir.path().to_path_buf()] };
-    assert_eq!(find_library(&search).unwrap(), dir.path().join("libonnxruntime.so.1.22.1"));
+    let search = SearchPaths {
+        dylib_path: None,
+        python_paths: vec![],
+        library_dirs: vec![dir.path().to_path_buf()],
+    };
+    assert_eq!(
+        find_library(&search).unwrap(),
+        dir.path().join("libonnxruntime.so.1.22.1")
+    );
 }

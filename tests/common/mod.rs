@@ -23,13 +23,20 @@ pub fn cases() -> Vec<PathBuf> {
         .filter(|p| p.join("checkpoint/config.json").is_file())
         .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no fixture cases under {}", root.display());
+    assert!(
+        !cases.is_empty(),
+        "no fixture cases under {}",
+        root.display()
+    );
     cases
 }
 
 pub fn case(name: &str) -> PathBuf {
     let p = fixtures_root().join(name);
-    assert!(p.join("checkpoint/config.json").is_file(), "fixture case {name} missing");
+    assert!(
+        p.join("checkpoint/config.json").is_file(),
+        "fixture case {name} missing"
+    );
     p
 }
 
@@ -84,7 +91,11 @@ pub fn exported_at(case: &Path, precision: &str) -> PathBuf {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(status.status.success(), "export of {name} failed: {}", stderr(&status));
+        assert!(
+            status.status.success(),
+            "export of {name} failed: {}",
+            stderr(&status)
+        );
     }
     out
 }
@@ -96,10 +107,16 @@ pub fn run_args(obs: &Path) -> Vec<String> {
     let mut args = Vec::new();
     for (key, file) in inputs["images"].as_object().unwrap() {
         args.push("--image".to_string());
-        args.push(format!("{key}={}", obs.join(file.as_str().unwrap()).display()));
+        args.push(format!(
+            "{key}={}",
+            obs.join(file.as_str().unwrap()).display()
+        ));
     }
     if let Some(state) = inputs["state"].as_array() {
-        let values: Vec<String> = state.iter().map(|v| format!("{}", v.as_f64().unwrap())).collect();
+        let values: Vec<String> = state
+            .iter()
+            .map(|v| format!("{}", v.as_f64().unwrap()))
+            .collect();
         args.push(format!("--state={}", values.join(",")));
     }
     if let Some(task) = inputs["task"].as_str() {
@@ -126,7 +143,12 @@ pub fn leftover_staging_dirs(parent: &Path) -> Vec<PathBuf> {
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".vjx-export-"))
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(".vjx-export-")
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -135,7 +157,10 @@ pub fn leftover_staging_dirs(parent: &Path) -> Vec<PathBuf> {
 /// A LingBot-VA fixture case dir (`tests/fixtures/lingbot_va/<name>`).
 pub fn lingbot_case(name: &str) -> PathBuf {
     let p = repo_root().join("tests/fixtures/lingbot_va").join(name);
-    assert!(p.join("checkpoint/config.json").is_file(), "LingBot-VA fixture case {name} missing");
+    assert!(
+        p.join("checkpoint/config.json").is_file(),
+        "LingBot-VA fixture case {name} missing"
+    );
     p
 }
 
@@ -143,7 +168,10 @@ pub fn lingbot_case(name: &str) -> PathBuf {
 pub fn exported_lingbot(case: &Path) -> PathBuf {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = scratch().join(format!("lingbot-{}", case.file_name().unwrap().to_string_lossy()));
+    let out = scratch().join(format!(
+        "lingbot-{}",
+        case.file_name().unwrap().to_string_lossy()
+    ));
     if !out.join("manifest.json").is_file() {
         let result = vjx()
             .args(["export", "--json", "--checkpoint"])
@@ -154,7 +182,12 @@ pub fn exported_lingbot(case: &Path) -> PathBuf {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(result.status.success(), "export of {} failed: {}", case.display(), stderr(&result));
+        assert!(
+            result.status.success(),
+            "export of {} failed: {}",
+            case.display(),
+            stderr(&result)
+        );
     }
     out
 }
@@ -186,11 +219,17 @@ pub fn half_everywhere_copy(export: &Path) -> PathBuf {
     let manifest_path = out.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let roles: Vec<String> = manifest["graphs"].as_object().unwrap().keys().cloned().collect();
+    let roles: Vec<String> = manifest["graphs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     for role in roles {
         let entry = &mut manifest["graphs"][&role];
         let file = entry["file"].as_str().unwrap().to_string();
-        vjx_graphs::half_everywhere::write_half_everywhere(&export.join(&file), &out.join(&file)).unwrap();
+        vjx_graphs::half_everywhere::write_half_everywhere(&export.join(&file), &out.join(&file))
+            .unwrap();
         if let Some(data) = entry["data_file"].as_str().map(str::to_string) {
             std::fs::remove_file(out.join(&data)).unwrap();
             manifest["files"].as_object_mut().unwrap().remove(&data);
@@ -199,6 +238,10 @@ pub fn half_everywhere_copy(export: &Path) -> PathBuf {
         let sha = vjx_runtime::manifest::sha256_file(&out.join(&file)).unwrap();
         manifest["files"][&file] = serde_json::Value::String(sha);
     }
-    std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
     out
 }

@@ -111,11 +111,7 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(
-        cfg: &'a LingbotVaConfig,
-        w: &'a dyn WeightSource,
-        prefix: &'a str,
-    ) -> Self {
+    fn new(cfg: &'a LingbotVaConfig, w: &'a dyn WeightSource, prefix: &'a str) -> Self {
         let inner = cfg.inner_dim();
         Ctx {
             w,

@@ -104,7 +104,9 @@ impl TextConfig {
 
     /// Qwen3-VL interleaves the H and W frequencies among the T ones.
     pub fn mrope_interleaved(&self) -> bool {
-        self.rope().and_then(|r| r.mrope_interleaved).unwrap_or(true)
+        self.rope()
+            .and_then(|r| r.mrope_interleaved)
+            .unwrap_or(true)
     }
 }
 

@@ -261,7 +261,13 @@ impl<'a> Tower<'a> {
     fn patch_embed(&self, g: &mut GraphBuilder, pixels: &Value) -> Result<Value, WeightError> {
         let c = self.cfg;
         let weight_name = self.name("patch_embed.proj.weight");
-        let kernel_shape = [c.hidden_size, c.in_channels, c.temporal_patch_size, c.patch_size, c.patch_size];
+        let kernel_shape = [
+            c.hidden_size,
+            c.in_channels,
+            c.temporal_patch_size,
+            c.patch_size,
+            c.patch_size,
+        ];
         let projected = nn::project(g, self.weights, pixels, &weight_name, &kernel_shape)?;
         let bias_name = self.name("patch_embed.proj.bias");
         let bias = nn::vector(g, self.weights, &bias_name, c.hidden_size)?;

@@ -364,13 +364,34 @@ fn build_condition(
     let d = dims.inner_dim;
     let mut g = GraphBuilder::with_precision(CONDITION_GRAPH_NAME, precision);
     let rows = Dim::from(dims.num_future_tokens);
-    let cond = g.input(CONDITIONING, DType::F32, &[rows.clone(), Dim::from(cond_dim)]);
-    let c = Ctx { w: weights, prefix, dims, cond_dim };
+    let cond = g.input(
+        CONDITIONING,
+        DType::F32,
+        &[rows.clone(), Dim::from(cond_dim)],
+    );
+    let c = Ctx {
+        w: weights,
+        prefix,
+        dims,
+        cond_dim,
+    };
     for index in (0..dims.num_layers).step_by(2) {
         let base = format!("model.transformer_blocks.{index}.attn1");
-        let (k, v) = g.scoped(&format!("block_{index}"), |g| key_value(g, &c, &base, &cond, cond_dim))?;
-        g.output(&k, &cross_key_name(index), DType::F32, &[rows.clone(), Dim::from(d)]);
-        g.output(&v, &cross_value_name(index), DType::F32, &[rows.clone(), Dim::from(d)]);
+        let (k, v) = g.scoped(&format!("block_{index}"), |g| {
+            key_value(g, &c, &base, &cond, cond_dim)
+        })?;
+        g.output(
+            &k,
+            &cross_key_name(index),
+            DType::F32,
+            &[rows.clone(), Dim::from(d)],
+        );
+        g.output(
+            &v,
+            &cross_value_name(index),
+            DType::F32,
+            &[rows.clone(), Dim::from(d)],
+        );
     }
     Ok(g.finish())
 }

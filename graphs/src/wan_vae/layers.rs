@@ -62,7 +62,15 @@ impl<'a> VaeNet<'a> {
             Layout::TapsToChannels,
         )?;
         let bias = self.weight(&format!("{module}.bias"), &[cout])?;
-        Ok(frame_conv(&mut self.g, x, &weight, &bias, kernel, stride, pads))
+        Ok(frame_conv(
+            &mut self.g,
+            x,
+            &weight,
+            &bias,
+            kernel,
+            stride,
+            pads,
+        ))
     }
 
     /// `nn.Conv2d(cin, cout, 3)` at `module`, applied to every frame.
@@ -370,7 +378,11 @@ fn frame_conv(
     } else {
         let taps: Vec<Value> = (0..kt)
             .map(|k| {
-                let end = if k + 1 == kt { i64::MAX } else { -((kt - 1 - k) as i64) };
+                let end = if k + 1 == kt {
+                    i64::MAX
+                } else {
+                    -((kt - 1 - k) as i64)
+                };
                 strided_slice(g, &frames_first, 1, k as i64, end, stride[0] as i64)
             })
             .collect();
@@ -400,7 +412,14 @@ fn frame_conv(
 }
 
 /// `x[start:end:step]` along `axis`.
-fn strided_slice(g: &mut GraphBuilder, x: &Value, axis: i64, start: i64, end: i64, step: i64) -> Value {
+fn strided_slice(
+    g: &mut GraphBuilder,
+    x: &Value,
+    axis: i64,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Value {
     if step == 1 {
         return g.slice(x, axis, start, end);
     }

@@ -153,7 +153,11 @@ fn run_graph_planned(onnx_path: &Path, inputs: Vec<Input>, optimize: bool) -> Ve
         };
         model.set_input_fact(i, fact.into()).unwrap();
     }
-    let typed = if optimize { model.into_optimized() } else { model.into_typed() };
+    let typed = if optimize {
+        model.into_optimized()
+    } else {
+        model.into_typed()
+    };
     let plan = typed.unwrap().into_runnable().unwrap();
     let tvalues: TVec<TValue> = inputs
         .into_iter()

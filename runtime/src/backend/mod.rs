@@ -69,7 +69,11 @@ pub trait Backend: Send + Sync {
 
     /// Loads a graph whose symbolic input dims will stay within `profile` (TensorRT builds
     /// its engines for that range); backends without such a notion ignore it.
-    fn load_profiled(&self, graph_file: &Path, profile: &ShapeProfile) -> Result<Box<dyn GraphSession>, BackendError> {
+    fn load_profiled(
+        &self,
+        graph_file: &Path,
+        profile: &ShapeProfile,
+    ) -> Result<Box<dyn GraphSession>, BackendError> {
         let _ = profile;
         self.load(graph_file)
     }

@@ -7,9 +7,14 @@ use super::ort_library::{self, OrtLibraryError};
 use super::ort_provider_options::{self, Provider};
 use super::ort_version::OrtVersion;
 use super::tensorrt_cache::{self, CacheKey, EngineCache};
-use super::{Backend, BackendError, GraphSession, Outputs, Placement, RuntimeLibrary, ShapeProfile, TensorValue};
+use super::{
+    Backend, BackendError, GraphSession, Outputs, Placement, RuntimeLibrary, ShapeProfile,
+    TensorValue,
+};
 use crate::manifest::{Manifest, ManifestError};
-use ort::ep::{ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch, CUDA, TensorRT};
+use ort::ep::{
+    ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch, TensorRT, CUDA,
+};
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, TensorRef, ValueRef};
 use std::collections::BTreeMap;
@@ -113,7 +118,12 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { device_id: 0, cache_dir: None, trt_workspace_bytes: 2 << 30, trt_fp16: TrtFp16::Auto }
+        GpuOptions {
+            device_id: 0,
+            cache_dir: None,
+            trt_workspace_bytes: 2 << 30,
+            trt_fp16: TrtFp16::Auto,
+        }
     }
 }
 
@@ -133,7 +143,10 @@ impl GpuOptions {
         let flag = |on: bool| if on { "1" } else { "0" }.to_string();
         let mut options = vec![
             ("device_id", self.device_id.to_string()),
-            ("trt_max_workspace_size", self.trt_workspace_bytes.to_string()),
+            (
+                "trt_max_workspace_size",
+                self.trt_workspace_bytes.to_string(),
+            ),
             ("trt_fp16_enable", flag(graph.fp16)),
         ];
         if graph.fp16 {
@@ -151,9 +164,18 @@ impl GpuOptions {
         }
         if !graph.profile.is_empty() {
             options.extend([
-                ("trt_profile_min_shapes", graph.profile.tensorrt_shapes(|r| &r.min)),
-                ("trt_profile_opt_shapes", graph.profile.tensorrt_shapes(|r| &r.opt)),
-                ("trt_profile_max_shapes", graph.profile.tensorrt_shapes(|r| &r.max)),
+                (
+                    "trt_profile_min_shapes",
+                    graph.profile.tensorrt_shapes(|r| &r.min),
+                ),
+                (
+                    "trt_profile_opt_shapes",
+                    graph.profile.tensorrt_shapes(|r| &r.opt),
+                ),
+                (
+                    "trt_profile_max_shapes",
+                    graph.profile.tensorrt_shapes(|r| &r.max),
+                ),
             ]);
         }
         options
@@ -166,7 +188,12 @@ impl GpuOptions {
     /// The providers to register for one attempt on `device` (most preferred first; TensorRT
     /// hands the nodes it cannot build to CUDA), with the options `version` accepts. Empty for
     /// the CPU: ONNX Runtime's default.
-    fn providers(&self, device: Device, graph: &TensorRtGraph, version: OrtVersion) -> Vec<ExecutionProviderDispatch> {
+    fn providers(
+        &self,
+        device: Device,
+        graph: &TensorRtGraph,
+        version: OrtVersion,
+    ) -> Vec<ExecutionProviderDispatch> {
         let known = |provider: Provider, options: Vec<(&'static str, String)>| {
             let filtered = ort_provider_options::for_version(provider, options, version);
             ort_provider_options::log_left_out(provider, version, &filtered.left_out);
@@ -174,14 +201,20 @@ impl GpuOptions {
         };
         let cuda = || {
             let options = known(Provider::Cuda, self.cuda_options());
-            options.into_iter().fold(CUDA::default(), |ep, (k, v)| ep.with_arbitrary_config(k, v)).build().error_on_failure()
+            options
+                .into_iter()
+                .fold(CUDA::default(), |ep, (k, v)| ep.with_arbitrary_config(k, v))
+                .build()
+                .error_on_failure()
         };
         match device {
             Device::Cpu | Device::Auto => Vec::new(),
             Device::Cuda => vec![cuda()],
             Device::TensorRt => {
                 let options = known(Provider::TensorRt, self.tensorrt_options(graph));
-                let trt = options.into_iter().fold(TensorRT::default(), |ep, (k, v)| ep.with_arbitrary_config(k, v));
+                let trt = options.into_iter().fold(TensorRT::default(), |ep, (k, v)| {
+                    ep.with_arbitrary_config(k, v)
+                });
                 vec![trt.build().error_on_failure(), cuda()]
             }
         }
@@ -220,7 +253,12 @@ pub enum OrtBackendError {
          (it needs the onnxruntime-gpu build of ONNX Runtime, an NVIDIA GPU with its driver, CUDA and cuDNN{tensorrt}; \
          use `--device cpu` to run on the CPU)"
     )]
-    Provider { device: Device, provider: &'static str, reason: String, tensorrt: &'static str },
+    Provider {
+        device: Device,
+        provider: &'static str,
+        reason: String,
+        tensorrt: &'static str,
+    },
     #[error("configuring an ONNX Runtime session: {0}")]
     Session(String),
     #[error(transparent)]
@@ -244,14 +282,23 @@ pub struct OrtBackend {
 impl OrtBackend {
     /// One CPU thread per available core.
     pub fn new(device: Device) -> Result<Self, OrtBackendError> {
-        OrtBackend::with_threads(device, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        OrtBackend::with_threads(
+            device,
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
     }
 
     pub fn with_threads(device: Device, intra_threads: usize) -> Result<Self, OrtBackendError> {
         OrtBackend::with_options(device, intra_threads, GpuOptions::default())
     }
 
-    pub fn with_options(device: Device, intra_threads: usize, gpu: GpuOptions) -> Result<Self, OrtBackendError> {
+    pub fn with_options(
+        device: Device,
+        intra_threads: usize,
+        gpu: GpuOptions,
+    ) -> Result<Self, OrtBackendError> {
         let backend = OrtBackend {
             device,
             intra_threads: intra_threads.max(1),
@@ -284,12 +331,18 @@ impl OrtBackend {
             .map_err(|e| session_err(e.to_string()))?;
         for provider in self.gpu.providers(device, graph, runtime.version) {
             // One at a time, so that the error names the provider that failed.
-            builder = builder.with_execution_providers([provider.clone()]).map_err(|e| OrtBackendError::Provider {
-                device,
-                provider: provider_display_name(provider.name()),
-                reason: e.to_string(),
-                tensorrt: if device == Device::TensorRt { " and TensorRT" } else { "" },
-            })?;
+            builder = builder
+                .with_execution_providers([provider.clone()])
+                .map_err(|e| OrtBackendError::Provider {
+                    device,
+                    provider: provider_display_name(provider.name()),
+                    reason: e.to_string(),
+                    tensorrt: if device == Device::TensorRt {
+                        " and TensorRT"
+                    } else {
+                        ""
+                    },
+                })?;
         }
         Ok(builder)
     }
@@ -303,15 +356,27 @@ impl OrtBackend {
         profile: &ShapeProfile,
     ) -> Result<(TensorRtGraph, Option<CacheKey>), OrtBackendError> {
         let manifest = export_manifest(graph_file)?;
-        let precision = manifest.as_ref().and_then(|m| m.precision.parse::<Precision>().ok());
+        let precision = manifest
+            .as_ref()
+            .and_then(|m| m.precision.parse::<Precision>().ok());
         let fp16 = self.gpu.trt_fp16.enabled_for(precision);
         let Some(root) = &self.gpu.cache_dir else {
-            return Ok((TensorRtGraph { fp16, cache: None, profile: profile.clone() }, None));
+            return Ok((
+                TensorRtGraph {
+                    fp16,
+                    cache: None,
+                    profile: profile.clone(),
+                },
+                None,
+            ));
         };
         let runtime = ort_library::runtime()?;
         let (tensorrt, gpu) = self.machine.get_or_init(|| {
             let dirs = tensorrt_cache::tensorrt_search_dirs(&runtime.library);
-            (tensorrt_cache::tensorrt_version(&dirs), tensorrt_cache::gpu_identity(self.gpu.device_id))
+            (
+                tensorrt_cache::tensorrt_version(&dirs),
+                tensorrt_cache::gpu_identity(self.gpu.device_id),
+            )
         });
         let key = CacheKey {
             onnxruntime: runtime.version.to_string(),
@@ -322,7 +387,14 @@ impl OrtBackend {
             profile: profile_text(profile),
         };
         let dir = tensorrt_cache::key_dir(root, stem, &key);
-        Ok((TensorRtGraph { fp16, cache: Some((dir, stem.to_string())), profile: profile.clone() }, Some(key)))
+        Ok((
+            TensorRtGraph {
+                fp16,
+                cache: Some((dir, stem.to_string())),
+                profile: profile.clone(),
+            },
+            Some(key),
+        ))
     }
 
     /// One session of `graph_file` on `device`, and the state its engine cache was in.
@@ -335,7 +407,13 @@ impl OrtBackend {
     ) -> Result<(Session, Option<EngineCache>), OrtBackendError> {
         let (graph, key) = match device {
             Device::TensorRt => self.tensorrt_graph(graph_file, stem, profile)?,
-            _ => (TensorRtGraph { profile: profile.clone(), ..TensorRtGraph::default() }, None),
+            _ => (
+                TensorRtGraph {
+                    profile: profile.clone(),
+                    ..TensorRtGraph::default()
+                },
+                None,
+            ),
         };
         let mut builder = self.session_builder(device, &graph)?;
         // Only once TensorRT is known to be there: a machine without it keeps its caches.
@@ -349,7 +427,9 @@ impl OrtBackend {
             }
             _ => None,
         };
-        let session = builder.commit_from_file(graph_file).map_err(|e| OrtBackendError::Session(e.to_string()))?;
+        let session = builder
+            .commit_from_file(graph_file)
+            .map_err(|e| OrtBackendError::Session(e.to_string()))?;
         Ok((session, engine_cache))
     }
 }
@@ -365,8 +445,15 @@ fn export_manifest(graph_file: &Path) -> Result<Option<Manifest>, ManifestError>
 
 /// sha256 of the graph file and its data file: from the manifest (checked when the policy
 /// loaded), else hashed here.
-fn graph_checksums(graph_file: &Path, manifest: Option<&Manifest>) -> Result<BTreeMap<String, String>, OrtBackendError> {
-    let name = graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+fn graph_checksums(
+    graph_file: &Path,
+    manifest: Option<&Manifest>,
+) -> Result<BTreeMap<String, String>, OrtBackendError> {
+    let name = graph_file
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let from_manifest = manifest.and_then(|m| {
         let entry = m.graphs.values().find(|g| g.file == name)?;
         let mut digests = BTreeMap::from([(name.clone(), m.files.get(&name)?.clone())]);
@@ -400,21 +487,39 @@ impl Backend for OrtBackend {
     }
 
     fn placements(&self) -> Vec<Placement> {
-        self.placements.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.placements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn runtime_library(&self) -> Option<RuntimeLibrary> {
         let runtime = ort_library::runtime().ok()?;
-        Some(RuntimeLibrary { name: "ONNX Runtime", version: runtime.version.to_string(), path: runtime.library.clone() })
+        Some(RuntimeLibrary {
+            name: "ONNX Runtime",
+            version: runtime.version.to_string(),
+            path: runtime.library.clone(),
+        })
     }
 
     fn load(&self, graph_file: &Path) -> Result<Box<dyn GraphSession>, BackendError> {
         self.load_profiled(graph_file, &ShapeProfile::default())
     }
 
-    fn load_profiled(&self, graph_file: &Path, profile: &ShapeProfile) -> Result<Box<dyn GraphSession>, BackendError> {
-        let load_err = |reason: String| BackendError::Load { path: graph_file.to_path_buf(), reason };
-        let graph = graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    fn load_profiled(
+        &self,
+        graph_file: &Path,
+        profile: &ShapeProfile,
+    ) -> Result<Box<dyn GraphSession>, BackendError> {
+        let load_err = |reason: String| BackendError::Load {
+            path: graph_file.to_path_buf(),
+            reason,
+        };
+        let graph = graph_file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let stem = graph.trim_end_matches(".onnx").to_string();
         let mut fallbacks = Vec::new();
         let mut placed = None;
@@ -425,7 +530,11 @@ impl Backend for OrtBackend {
                     break;
                 }
                 Err(e) if self.device == Device::Auto && device != Device::Cpu => {
-                    fallbacks.push(format!("{}: {}", device.provider_name(), first_line(&e.to_string())));
+                    fallbacks.push(format!(
+                        "{}: {}",
+                        device.provider_name(),
+                        first_line(&e.to_string())
+                    ));
                 }
                 Err(e) => return Err(load_err(e.to_string())),
             }
@@ -442,7 +551,11 @@ impl Backend for OrtBackend {
             engine_cache,
         });
         drop(placements);
-        let input_names = session.inputs().iter().map(|o| o.name().to_string()).collect();
+        let input_names = session
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
         Ok(Box::new(OrtSession {
             graph,
             input_names,
@@ -454,7 +567,9 @@ impl Backend for OrtBackend {
 fn provider_display_name(name: &'static str) -> &'static str {
     match name {
         n if n.starts_with("CUDA") => "CUDA execution provider (CUDAExecutionProvider)",
-        n if n.starts_with("Tensorrt") || n.starts_with("TensorRT") => "TensorRT execution provider (TensorrtExecutionProvider)",
+        n if n.starts_with("Tensorrt") || n.starts_with("TensorRT") => {
+            "TensorRT execution provider (TensorrtExecutionProvider)"
+        }
         n => n,
     }
 }
@@ -472,16 +587,30 @@ struct OrtSession {
 
 impl OrtSession {
     fn run_err(&self, reason: impl fmt::Display) -> BackendError {
-        BackendError::Run { graph: self.graph.clone(), reason: reason.to_string() }
+        BackendError::Run {
+            graph: self.graph.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     /// Borrows contiguous host arrays; copies only non-contiguous ones.
-    fn input_value<'v>(&self, value: &'v TensorValue) -> Result<SessionInputValue<'v>, BackendError> {
+    fn input_value<'v>(
+        &self,
+        value: &'v TensorValue,
+    ) -> Result<SessionInputValue<'v>, BackendError> {
         let converted: ort::Result<SessionInputValue<'v>> = match value {
-            TensorValue::F32(a) if a.is_standard_layout() => TensorRef::from_array_view(a.view()).map(Into::into),
-            TensorValue::F32(a) => Tensor::from_array(a.as_standard_layout().into_owned()).map(Into::into),
-            TensorValue::I64(a) if a.is_standard_layout() => TensorRef::from_array_view(a.view()).map(Into::into),
-            TensorValue::I64(a) => Tensor::from_array(a.as_standard_layout().into_owned()).map(Into::into),
+            TensorValue::F32(a) if a.is_standard_layout() => {
+                TensorRef::from_array_view(a.view()).map(Into::into)
+            }
+            TensorValue::F32(a) => {
+                Tensor::from_array(a.as_standard_layout().into_owned()).map(Into::into)
+            }
+            TensorValue::I64(a) if a.is_standard_layout() => {
+                TensorRef::from_array_view(a.view()).map(Into::into)
+            }
+            TensorValue::I64(a) => {
+                Tensor::from_array(a.as_standard_layout().into_owned()).map(Into::into)
+            }
         };
         converted.map_err(|e| self.run_err(e))
     }
@@ -508,13 +637,17 @@ impl GraphSession for OrtSession {
     }
 
     fn run(&self, inputs: &[(&str, TensorValue)]) -> Result<Outputs, BackendError> {
-        let mut named: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(self.input_names.len());
+        let mut named: Vec<(&str, SessionInputValue<'_>)> =
+            Vec::with_capacity(self.input_names.len());
         for name in &self.input_names {
             let value = inputs
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v)
-                .ok_or_else(|| BackendError::MissingInput { graph: self.graph.clone(), name: name.clone() })?;
+                .ok_or_else(|| BackendError::MissingInput {
+                    graph: self.graph.clone(),
+                    name: name.clone(),
+                })?;
             named.push((name.as_str(), self.input_value(value)?));
         }
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());

@@ -60,7 +60,11 @@ fn too_old_hint(version: &OrtVersion) -> String {
 }
 
 fn looked_in(places: &[PathBuf]) -> String {
-    places.iter().map(|p| format!("  {}", p.display())).collect::<Vec<_>>().join("\n")
+    places
+        .iter()
+        .map(|p| format!("  {}", p.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Where to look for the library. `from_process()` fills it from the environment; tests build it
@@ -79,7 +83,9 @@ impl SearchPaths {
     /// `ORT_DYLIB_PATH`, `$PYTHONPATH` plus `sys.path` of `python3` (when installed),
     /// `$LD_LIBRARY_PATH` plus the usual system dirs.
     pub fn from_process() -> Self {
-        let dylib_path = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let dylib_path = std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         let mut python_paths: Vec<PathBuf> = std::env::var_os("PYTHONPATH")
             .map(|v| std::env::split_paths(&v).collect())
             .unwrap_or_default();
@@ -88,7 +94,11 @@ impl SearchPaths {
             .map(|v| std::env::split_paths(&v).collect())
             .unwrap_or_default();
         library_dirs.extend(SYSTEM_LIBRARY_DIRS.iter().map(PathBuf::from));
-        SearchPaths { dylib_path, python_paths: dedup(python_paths), library_dirs: dedup(library_dirs) }
+        SearchPaths {
+            dylib_path,
+            python_paths: dedup(python_paths),
+            library_dirs: dedup(library_dirs),
+        }
     }
 }
 
@@ -142,11 +152,18 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
 /// The library file to open, or an error naming every place looked.
 pub fn find_library(search: &SearchPaths) -> Result<PathBuf, OrtLibraryError> {
     if let Some(path) = &search.dylib_path {
-        return if path.is_file() { Ok(path.clone()) } else { Err(OrtLibraryError::DylibPathMissing(path.clone())) };
+        return if path.is_file() {
+            Ok(path.clone())
+        } else {
+            Err(OrtLibraryError::DylibPathMissing(path.clone()))
+        };
     }
     let mut looked = vec![PathBuf::from("ORT_DYLIB_PATH (not set)")];
     // `onnxruntime` and `onnxruntime-gpu` both install the `onnxruntime` package.
-    let package_dirs = search.python_paths.iter().map(|p| p.join("onnxruntime").join("capi"));
+    let package_dirs = search
+        .python_paths
+        .iter()
+        .map(|p| p.join("onnxruntime").join("capi"));
     for dir in package_dirs.chain(search.library_dirs.iter().cloned()) {
         if let Some(lib) = library_in(&dir) {
             return Ok(lib);
@@ -169,20 +186,27 @@ pub struct OrtRuntime {
 pub fn library_version(path: &Path) -> Result<OrtVersion, OrtLibraryError> {
     let reported = reported_version(path)?;
     reported.parse().or_else(|reason| {
-        OrtVersion::from_file_name(path).ok_or_else(|| OrtLibraryError::UnknownVersion { path: path.to_path_buf(), reason })
+        OrtVersion::from_file_name(path).ok_or_else(|| OrtLibraryError::UnknownVersion {
+            path: path.to_path_buf(),
+            reason,
+        })
     })
 }
 
 /// Calls `OrtGetApiBase()->GetVersionString()`, which every ONNX Runtime since 1.0 exports.
 fn reported_version(path: &Path) -> Result<String, OrtLibraryError> {
-    let open_err = |reason: String| OrtLibraryError::Open { path: path.to_path_buf(), reason };
+    let open_err = |reason: String| OrtLibraryError::Open {
+        path: path.to_path_buf(),
+        reason,
+    };
     // SAFETY: loading runs the library's initialisers, as `ort` itself does when it opens it; the
     // symbol has the C API's documented signature and both calls only return static data.
     unsafe {
         let library = libloading::Library::new(path).map_err(|e| open_err(e.to_string()))?;
-        let api_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> = library
-            .get(b"OrtGetApiBase")
-            .map_err(|_| open_err("no `OrtGetApiBase` symbol: not an ONNX Runtime library".into()))?;
+        let api_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            library.get(b"OrtGetApiBase").map_err(|_| {
+                open_err("no `OrtGetApiBase` symbol: not an ONNX Runtime library".into())
+            })?;
         let base = api_base();
         if base.is_null() {
             return Err(open_err("`OrtGetApiBase` returned null".into()));
@@ -201,7 +225,10 @@ fn reported_version(path: &Path) -> Result<String, OrtLibraryError> {
 /// Refuses a library older than [`MINIMUM_VERSION`], naming it and what to install instead.
 pub fn check_version(path: &Path, version: OrtVersion) -> Result<(), OrtLibraryError> {
     if version < MINIMUM_VERSION {
-        return Err(OrtLibraryError::TooOld { path: path.to_path_buf(), version });
+        return Err(OrtLibraryError::TooOld {
+            path: path.to_path_buf(),
+            version,
+        });
     }
     Ok(())
 }
@@ -222,7 +249,10 @@ pub fn open(path: &Path) -> Result<&'static OrtRuntime, OrtLibraryError> {
         return if runtime.library == requested {
             Ok(runtime)
         } else {
-            Err(OrtLibraryError::AlreadyLoaded { loaded: runtime.library.clone(), requested })
+            Err(OrtLibraryError::AlreadyLoaded {
+                loaded: runtime.library.clone(),
+                requested,
+            })
         };
     }
     let version = library_version(&requested)?;
@@ -233,11 +263,19 @@ pub fn open(path: &Path) -> Result<&'static OrtRuntime, OrtLibraryError> {
         path: requested.clone(),
         reason: e.to_string(),
     })?;
-    let environment = builder.with_name("vjx").build().map_err(|e| OrtLibraryError::Environment {
-        path: requested.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(RUNTIME.get_or_init(|| OrtRuntime { library: requested, version, environment }))
+    let environment =
+        builder
+            .with_name("vjx")
+            .build()
+            .map_err(|e| OrtLibraryError::Environment {
+                path: requested.clone(),
+                reason: e.to_string(),
+            })?;
+    Ok(RUNTIME.get_or_init(|| OrtRuntime {
+        library: requested,
+        version,
+        environment,
+    }))
 }
 
 /// Finds the library from the process environment and opens it (once per process).

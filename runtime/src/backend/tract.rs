@@ -3,8 +3,8 @@
 //! call), because tract cannot optimize every reshape over symbolic dims.
 
 use super::{Backend, BackendError, GraphSession, Outputs, TensorValue};
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
@@ -19,14 +19,22 @@ pub struct TractBackend {
 impl Default for TractBackend {
     /// One thread per available core.
     fn default() -> Self {
-        TractBackend::with_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        TractBackend::with_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
     }
 }
 
 impl TractBackend {
     pub fn with_threads(threads: usize) -> Self {
         let threads = threads.max(1);
-        let executor = if threads == 1 { Executor::SingleThread } else { Executor::multithread_with_name(threads, "vjx-tract") };
+        let executor = if threads == 1 {
+            Executor::SingleThread
+        } else {
+            Executor::multithread_with_name(threads, "vjx-tract")
+        };
         TractBackend { threads, executor }
     }
 
@@ -45,7 +53,11 @@ impl Backend for TractBackend {
     fn load(&self, graph_file: &Path) -> Result<Box<dyn GraphSession>, BackendError> {
         let (input_names, output_names) = graph_io_names(graph_file)?;
         Ok(Box::new(TractSession {
-            graph: graph_file.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            graph: graph_file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             graph_file: graph_file.to_path_buf(),
             input_names,
             output_names,
@@ -58,15 +70,28 @@ impl Backend for TractBackend {
 /// Input and output names of an ONNX file, from its graph proto (external data is not read).
 fn graph_io_names(graph_file: &Path) -> Result<(Vec<String>, Vec<String>), BackendError> {
     use prost::Message;
-    let load_err = |reason: String| BackendError::Load { path: graph_file.to_path_buf(), reason };
+    let load_err = |reason: String| BackendError::Load {
+        path: graph_file.to_path_buf(),
+        reason,
+    };
     let bytes = std::fs::read(graph_file).map_err(|e| load_err(e.to_string()))?;
     let model = vjx_graphs::onnx::ModelProto::decode(bytes.as_slice())
         .map_err(|e| load_err(format!("not an ONNX model: {e}")))?;
-    let graph = model.graph.ok_or_else(|| load_err("the model has no graph".to_string()))?;
-    let initializers: std::collections::HashSet<&str> =
-        graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let graph = model
+        .graph
+        .ok_or_else(|| load_err("the model has no graph".to_string()))?;
+    let initializers: std::collections::HashSet<&str> = graph
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
     let name = |v: &vjx_graphs::onnx::ValueInfoProto| v.name.clone().unwrap_or_default();
-    let inputs = graph.input.iter().filter(|v| !initializers.contains(name(v).as_str())).map(name).collect();
+    let inputs = graph
+        .input
+        .iter()
+        .filter(|v| !initializers.contains(name(v).as_str()))
+        .map(name)
+        .collect();
     let outputs = graph.output.iter().map(name).collect();
     Ok((inputs, outputs))
 }
@@ -129,7 +154,8 @@ impl GraphSession for TractSession {
         };
         let plan = self.plan(&ordered).map_err(run_err)?;
         let inputs: TVec<TValue> = ordered.into_iter().map(TValue::from).collect();
-        let results = multithread_tract_scope(self.executor.clone(), || plan.run(inputs)).map_err(run_err)?;
+        let results =
+            multithread_tract_scope(self.executor.clone(), || plan.run(inputs)).map_err(run_err)?;
         let mut out = Outputs::new();
         for (name, value) in self.output_names.iter().zip(results) {
             let tensor = value.into_tensor();

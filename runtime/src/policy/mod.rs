@@ -47,7 +47,10 @@ pub struct Prediction {
 
 impl Prediction {
     pub fn rows(&self) -> Vec<Vec<f32>> {
-        self.actions.chunks(self.action_dim).map(|r| r.to_vec()).collect()
+        self.actions
+            .chunks(self.action_dim)
+            .map(|r| r.to_vec())
+            .collect()
     }
 }
 
@@ -61,8 +64,12 @@ impl Policy {
     pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Self, PolicyError> {
         let manifest = Manifest::load(dir, true)?;
         match manifest.policy_type.as_str() {
-            "vla_jepa" => Ok(Policy::VlaJepa(vla_jepa::VlaJepaPolicy::load(dir, manifest, backend)?)),
-            "lingbot_va" => Ok(Policy::LingbotVa(Box::new(lingbot_va::LingbotVaPolicy::load(dir, manifest, backend)?))),
+            "vla_jepa" => Ok(Policy::VlaJepa(vla_jepa::VlaJepaPolicy::load(
+                dir, manifest, backend,
+            )?)),
+            "lingbot_va" => Ok(Policy::LingbotVa(Box::new(
+                lingbot_va::LingbotVaPolicy::load(dir, manifest, backend)?,
+            ))),
             other => Err(PolicyError::UnsupportedPolicy {
                 dir: dir.display().to_string(),
                 found: other.to_string(),
@@ -92,11 +99,17 @@ impl Policy {
 
 /// The TensorRT shape profile [`Policy::load`] gives each graph role of the export in `dir`;
 /// roles loaded without one are absent (every LingBot-VA graph, VLA-JEPA's DiT graphs).
-pub fn shape_profiles(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
+pub fn shape_profiles(
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
     match manifest.policy_type.as_str() {
         "vla_jepa" => vla_jepa::shape_profiles_by_role(dir, manifest),
         "lingbot_va" => Ok(BTreeMap::new()),
-        other => Err(PolicyError::UnsupportedPolicy { dir: dir.display().to_string(), found: other.to_string() }),
+        other => Err(PolicyError::UnsupportedPolicy {
+            dir: dir.display().to_string(),
+            found: other.to_string(),
+        }),
     }
 }
 
@@ -132,7 +145,10 @@ fn lingbot_first_chunk(
         chunk_size: rows.len(),
         action_dim,
         actions: rows.iter().flat_map(|s| s.action.iter().copied()).collect(),
-        actions_normalized: rows.iter().flat_map(|s| s.action_normalized.iter().copied()).collect(),
+        actions_normalized: rows
+            .iter()
+            .flat_map(|s| s.action_normalized.iter().copied())
+            .collect(),
         timings_ms: episode.take_timings(),
         intermediates,
     })

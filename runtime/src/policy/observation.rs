@@ -44,13 +44,18 @@ impl Noise {
                     )));
                 }
                 if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-                    return Err(PolicyError::Input(format!("noise value {} at index {i} is not finite", data[i])));
+                    return Err(PolicyError::Input(format!(
+                        "noise value {} at index {i} is not finite",
+                        data[i]
+                    )));
                 }
                 Ok(data.clone())
             }
             Noise::Seeded(seed) => {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
-                Ok((0..chunk * dim).map(|_| StandardNormal.sample(&mut rng)).collect())
+                Ok((0..chunk * dim)
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect())
             }
         }
     }

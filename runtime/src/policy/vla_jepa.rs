@@ -36,7 +36,10 @@ struct Prepared {
 
 fn graph_path(dir: &Path, manifest: &Manifest, role: &str) -> Result<PathBuf, PolicyError> {
     let entry = manifest.graphs.get(role).ok_or_else(|| {
-        PolicyError::Other(format!("{}: manifest lists no `{role}` graph", dir.display()))
+        PolicyError::Other(format!(
+            "{}: manifest lists no `{role}` graph",
+            dir.display()
+        ))
     })?;
     Ok(dir.join(&entry.file))
 }
@@ -71,7 +74,12 @@ fn prepare_frames(
         .collect();
     let patch_dim = vision.pixel_values.ncols();
     let (pixel_values, _) = vision.pixel_values.into_raw_vec_and_offset();
-    Ok(Prepared { input_ids, pixel_values, patch_dim, grids })
+    Ok(Prepared {
+        input_ids,
+        pixel_values,
+        patch_dim,
+        grids,
+    })
 }
 
 /// Extra prompt tokens a task may add to (or remove from) the default one within the text
@@ -89,24 +97,60 @@ fn shape_profiles(
         .cameras
         .iter()
         .map(|c| {
-            let (h, w) = (c.shape.get(1).copied().unwrap_or(224), c.shape.get(2).copied().unwrap_or(224));
+            let (h, w) = (
+                c.shape.get(1).copied().unwrap_or(224),
+                c.shape.get(2).copied().unwrap_or(224),
+            );
             ImageF32::zeros((3, h, w))
         })
         .collect();
     let prep = prepare_frames(spec, tokenizer, chat_template, frames, None)?;
     let vcfg = &spec.backbone.vision_config;
     let patches: Vec<usize> = prep.grids.iter().map(|g| g[0] * g[1] * g[2]).collect();
-    let (pmin, pmax) = (*patches.iter().min().unwrap_or(&1), *patches.iter().max().unwrap_or(&1));
+    let (pmin, pmax) = (
+        *patches.iter().min().unwrap_or(&1),
+        *patches.iter().max().unwrap_or(&1),
+    );
     let popt = patches.first().copied().unwrap_or(1);
-    let range = |name: &str, min: Vec<usize>, opt: Vec<usize>, max: Vec<usize>| InputRange { name: name.into(), min, opt, max };
+    let range = |name: &str, min: Vec<usize>, opt: Vec<usize>, max: Vec<usize>| InputRange {
+        name: name.into(),
+        min,
+        opt,
+        max,
+    };
     let hd = vcfg.head_dim();
     let vision = ShapeProfile {
         inputs: vec![
-            range(vision_io::PIXEL_VALUES, vec![pmin, prep.patch_dim], vec![popt, prep.patch_dim], vec![pmax, prep.patch_dim]),
-            range(vision_io::POS_EMBED_INDEX, vec![4, pmin], vec![4, popt], vec![4, pmax]),
-            range(vision_io::POS_EMBED_WEIGHT, vec![4, pmin], vec![4, popt], vec![4, pmax]),
-            range(vision_io::ROPE_COS, vec![pmin, hd], vec![popt, hd], vec![pmax, hd]),
-            range(vision_io::ROPE_SIN, vec![pmin, hd], vec![popt, hd], vec![pmax, hd]),
+            range(
+                vision_io::PIXEL_VALUES,
+                vec![pmin, prep.patch_dim],
+                vec![popt, prep.patch_dim],
+                vec![pmax, prep.patch_dim],
+            ),
+            range(
+                vision_io::POS_EMBED_INDEX,
+                vec![4, pmin],
+                vec![4, popt],
+                vec![4, pmax],
+            ),
+            range(
+                vision_io::POS_EMBED_WEIGHT,
+                vec![4, pmin],
+                vec![4, popt],
+                vec![4, pmax],
+            ),
+            range(
+                vision_io::ROPE_COS,
+                vec![pmin, hd],
+                vec![popt, hd],
+                vec![pmax, hd],
+            ),
+            range(
+                vision_io::ROPE_SIN,
+                vec![pmin, hd],
+                vec![popt, hd],
+                vec![pmax, hd],
+            ),
         ],
     };
     let tcfg = &spec.backbone.text_config;
@@ -114,7 +158,11 @@ fn shape_profiles(
     let merge = spec.image.merge_size * spec.image.merge_size;
     let image_rows: usize = patches.iter().map(|p| p / merge).sum();
     let l = prep.input_ids.len();
-    let (lmin, lmax) = (l.saturating_sub(PROMPT_TOKEN_SLACK.0).max(image_rows + spec.prompt.num_embodied), l + PROMPT_TOKEN_SLACK.1);
+    let (lmin, lmax) = (
+        l.saturating_sub(PROMPT_TOKEN_SLACK.0)
+            .max(image_rows + spec.prompt.num_embodied),
+        l + PROMPT_TOKEN_SLACK.1,
+    );
     let seq = |lo: usize, hi: usize| (vec![lo], vec![l], vec![hi]);
     let mut text = vec![];
     for name in [text_io::INPUT_IDS, text_io::IMAGE_ROW_INDEX] {
@@ -124,44 +172,87 @@ fn shape_profiles(
     for name in [text_io::ROPE_COS, text_io::ROPE_SIN] {
         text.push(range(name, vec![lmin, thd], vec![l, thd], vec![lmax, thd]));
     }
-    text.push(range(text_io::ATTENTION_BIAS, vec![lmin, lmin], vec![l, l], vec![lmax, lmax]));
+    text.push(range(
+        text_io::ATTENTION_BIAS,
+        vec![lmin, lmin],
+        vec![l, l],
+        vec![lmax, lmax],
+    ));
     let embeds = vec![image_rows, hidden];
-    text.push(range(text_io::IMAGE_EMBEDS, embeds.clone(), embeds.clone(), embeds.clone()));
+    text.push(range(
+        text_io::IMAGE_EMBEDS,
+        embeds.clone(),
+        embeds.clone(),
+        embeds.clone(),
+    ));
     for k in 0..vcfg.deepstack_visual_indexes.len() {
-        text.push(range(&text_io::deepstack_input_name(k), embeds.clone(), embeds.clone(), embeds.clone()));
+        text.push(range(
+            &text_io::deepstack_input_name(k),
+            embeds.clone(),
+            embeds.clone(),
+            embeds.clone(),
+        ));
     }
     let readout = vec![spec.prompt.num_embodied];
-    text.push(range(text_io::READOUT_INDEX, readout.clone(), readout.clone(), readout));
+    text.push(range(
+        text_io::READOUT_INDEX,
+        readout.clone(),
+        readout.clone(),
+        readout,
+    ));
     Ok((vision, ShapeProfile { inputs: text }))
 }
 
 /// The profiles [`VlaJepaPolicy::load`] gives the `vision` and `text` graphs, by role.
-pub(crate) fn shape_profiles_by_role(dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
+pub(crate) fn shape_profiles_by_role(
+    dir: &Path,
+    manifest: &Manifest,
+) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
     let spec = manifest.vla_jepa();
     let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
     let template_path = dir.join(&spec.chat_template_file);
     let chat_template = std::fs::read_to_string(&template_path)
         .map_err(|e| PolicyError::Other(format!("{}: {e}", template_path.display())))?;
     let (vision, text) = shape_profiles(spec, &tokenizer, &chat_template)?;
-    Ok(BTreeMap::from([("vision".to_string(), vision), ("text".to_string(), text)]))
+    Ok(BTreeMap::from([
+        ("vision".to_string(), vision),
+        ("text".to_string(), text),
+    ]))
 }
 
 impl VlaJepaPolicy {
-    pub fn load(dir: &Path, manifest: Manifest, backend: &dyn Backend) -> Result<Self, PolicyError> {
+    pub fn load(
+        dir: &Path,
+        manifest: Manifest,
+        backend: &dyn Backend,
+    ) -> Result<Self, PolicyError> {
         let spec = manifest.vla_jepa();
         let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
-        let chat_template = std::fs::read_to_string(dir.join(&spec.chat_template_file)).map_err(|e| {
-            PolicyError::Other(format!("{}: {e}", dir.join(&spec.chat_template_file).display()))
-        })?;
+        let chat_template =
+            std::fs::read_to_string(dir.join(&spec.chat_template_file)).map_err(|e| {
+                PolicyError::Other(format!(
+                    "{}: {e}",
+                    dir.join(&spec.chat_template_file).display()
+                ))
+            })?;
         let (vision_profile, text_profile) = shape_profiles(spec, &tokenizer, &chat_template)?;
-        let vision = backend.load_profiled(&graph_path(dir, &manifest, "vision")?, &vision_profile)?;
+        let vision =
+            backend.load_profiled(&graph_path(dir, &manifest, "vision")?, &vision_profile)?;
         let text = backend.load_profiled(&graph_path(dir, &manifest, "text")?, &text_profile)?;
         let dit_condition = match manifest.graphs.contains_key("dit_condition") {
             true => Some(backend.load(&graph_path(dir, &manifest, "dit_condition")?)?),
             false => None,
         };
         let dit_step = backend.load(&graph_path(dir, &manifest, "dit_step")?)?;
-        Ok(VlaJepaPolicy { manifest, vision, text, dit_condition, dit_step, tokenizer, chat_template })
+        Ok(VlaJepaPolicy {
+            manifest,
+            vision,
+            text,
+            dit_condition,
+            dit_step,
+            tokenizer,
+            chat_template,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -195,7 +286,10 @@ impl VlaJepaPolicy {
                 )));
             }
             if let Some(i) = state.iter().position(|v| !v.is_finite()) {
-                return Err(PolicyError::Input(format!("state value {} at index {i} is not finite", state[i])));
+                return Err(PolicyError::Input(format!(
+                    "state value {} at index {i} is not finite",
+                    state[i]
+                )));
             }
         }
         if spec.state_dim.is_some() && obs.state.is_none() {
@@ -227,7 +321,13 @@ impl VlaJepaPolicy {
         for camera in &spec.cameras {
             frames.push(self.frame(&camera.key, &obs.images[&camera.key])?);
         }
-        prepare_frames(spec, &self.tokenizer, &self.chat_template, frames, obs.task.as_deref())
+        prepare_frames(
+            spec,
+            &self.tokenizer,
+            &self.chat_template,
+            frames,
+            obs.task.as_deref(),
+        )
     }
 
     /// Runs the vision graph once per image; returns `(image_embeds, deepstack[k])`, rows of all
@@ -239,16 +339,32 @@ impl VlaJepaPolicy {
         let mut offset = 0;
         for grid in &prep.grids {
             let n = grid[0] * grid[1] * grid[2];
-            let rows = prep.pixel_values[offset * prep.patch_dim..(offset + n) * prep.patch_dim].to_vec();
+            let rows =
+                prep.pixel_values[offset * prep.patch_dim..(offset + n) * prep.patch_dim].to_vec();
             offset += n;
             let tables = vision_inputs::vision_inputs(vcfg, *grid);
             let hd = vcfg.head_dim();
             let inputs = [
-                (vision_io::PIXEL_VALUES, TensorValue::f32(&[n, prep.patch_dim], rows)),
-                (vision_io::POS_EMBED_INDEX, TensorValue::i64(&[4, n], tables.pos_embed_index)),
-                (vision_io::POS_EMBED_WEIGHT, TensorValue::f32(&[4, n], tables.pos_embed_weight)),
-                (vision_io::ROPE_COS, TensorValue::f32(&[n, hd], tables.rope_cos)),
-                (vision_io::ROPE_SIN, TensorValue::f32(&[n, hd], tables.rope_sin)),
+                (
+                    vision_io::PIXEL_VALUES,
+                    TensorValue::f32(&[n, prep.patch_dim], rows),
+                ),
+                (
+                    vision_io::POS_EMBED_INDEX,
+                    TensorValue::i64(&[4, n], tables.pos_embed_index),
+                ),
+                (
+                    vision_io::POS_EMBED_WEIGHT,
+                    TensorValue::f32(&[4, n], tables.pos_embed_weight),
+                ),
+                (
+                    vision_io::ROPE_COS,
+                    TensorValue::f32(&[n, hd], tables.rope_cos),
+                ),
+                (
+                    vision_io::ROPE_SIN,
+                    TensorValue::f32(&[n, hd], tables.rope_sin),
+                ),
             ];
             let mut out = self.vision.run(&inputs)?;
             embeds.extend(take_f32(&mut out, vision_io::IMAGE_EMBEDS)?);
@@ -271,7 +387,8 @@ impl VlaJepaPolicy {
         let hidden = tcfg.hidden_size;
         let seq = input_ids.len();
         let image_token = spec.backbone.image_token_id;
-        let positions = rope::mrope_position_ids(input_ids, grids, image_token, spec.image.merge_size);
+        let positions =
+            rope::mrope_position_ids(input_ids, grids, image_token, spec.image.merge_size);
         let (cos, sin) = rope::mrope_cos_sin(tcfg, &positions);
         let readout: Vec<i64> = input_ids
             .iter()
@@ -289,21 +406,45 @@ impl VlaJepaPolicy {
         let image_rows = image_embeds.len() / hidden;
         let hd = tcfg.head_dim();
         let mut inputs = vec![
-            (text_io::INPUT_IDS.to_string(), TensorValue::i64(&[seq], input_ids.to_vec())),
-            (text_io::IMAGE_EMBEDS.to_string(), TensorValue::f32(&[image_rows, hidden], image_embeds.to_vec())),
+            (
+                text_io::INPUT_IDS.to_string(),
+                TensorValue::i64(&[seq], input_ids.to_vec()),
+            ),
+            (
+                text_io::IMAGE_EMBEDS.to_string(),
+                TensorValue::f32(&[image_rows, hidden], image_embeds.to_vec()),
+            ),
             (
                 text_io::IMAGE_ROW_INDEX.to_string(),
                 TensorValue::i64(&[seq], rope::image_row_index(input_ids, image_token)),
             ),
-            (text_io::ROPE_COS.to_string(), TensorValue::f32(&[seq, hd], cos)),
-            (text_io::ROPE_SIN.to_string(), TensorValue::f32(&[seq, hd], sin)),
-            (text_io::ATTENTION_BIAS.to_string(), TensorValue::f32(&[seq, seq], rope::causal_bias(seq))),
-            (text_io::READOUT_INDEX.to_string(), TensorValue::i64(&[readout.len()], readout.clone())),
+            (
+                text_io::ROPE_COS.to_string(),
+                TensorValue::f32(&[seq, hd], cos),
+            ),
+            (
+                text_io::ROPE_SIN.to_string(),
+                TensorValue::f32(&[seq, hd], sin),
+            ),
+            (
+                text_io::ATTENTION_BIAS.to_string(),
+                TensorValue::f32(&[seq, seq], rope::causal_bias(seq)),
+            ),
+            (
+                text_io::READOUT_INDEX.to_string(),
+                TensorValue::i64(&[readout.len()], readout.clone()),
+            ),
         ];
         for (k, ds) in deepstack.iter().enumerate() {
-            inputs.push((text_io::deepstack_input_name(k), TensorValue::f32(&[image_rows, hidden], ds.clone())));
+            inputs.push((
+                text_io::deepstack_input_name(k),
+                TensorValue::f32(&[image_rows, hidden], ds.clone()),
+            ));
         }
-        let named: Vec<(&str, TensorValue)> = inputs.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        let named: Vec<(&str, TensorValue)> = inputs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .collect();
         let mut out = self.text.run(&named)?;
         Ok((take_f32(&mut out, text_io::READOUT_HIDDEN)?, readout.len()))
     }
@@ -330,7 +471,8 @@ impl VlaJepaPolicy {
         timings.push(("vision".into(), ms(t)));
 
         let t = Instant::now();
-        let (cond, cond_rows) = self.embodied_hidden(&prep.input_ids, &prep.grids, &image_embeds, &deepstack)?;
+        let (cond, cond_rows) =
+            self.embodied_hidden(&prep.input_ids, &prep.grids, &image_embeds, &deepstack)?;
         timings.push(("text".into(), ms(t)));
         let cond_dim = cond.len() / cond_rows;
 
@@ -362,10 +504,17 @@ impl VlaJepaPolicy {
         for (s, &timestep) in spec.timesteps.iter().enumerate() {
             let t = Instant::now();
             let mut inputs = vec![
-                (dit_io::NOISY_ACTIONS, TensorValue::f32(&[chunk, adim], x.clone())),
+                (
+                    dit_io::NOISY_ACTIONS,
+                    TensorValue::f32(&[chunk, adim], x.clone()),
+                ),
                 (dit_io::TIMESTEP, TensorValue::i64(&[1], vec![timestep])),
             ];
-            inputs.extend(step_context.iter().map(|(name, value)| (name.as_str(), value.clone())));
+            inputs.extend(
+                step_context
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.clone())),
+            );
             if let Some(st) = &state {
                 inputs.push((dit_io::STATE, TensorValue::f32(&[st.len()], st.clone())));
             }
@@ -393,17 +542,29 @@ impl VlaJepaPolicy {
         if keep {
             let rows = |v: &[f32], w: usize| TensorValue::f32(&[v.len() / w, w], v.to_vec());
             let hidden = spec.backbone.text_config.hidden_size;
-            dump.insert("input_ids".into(), TensorValue::i64(&[prep.input_ids.len()], prep.input_ids.clone()));
-            dump.insert("pixel_values".into(), rows(&prep.pixel_values, prep.patch_dim));
+            dump.insert(
+                "input_ids".into(),
+                TensorValue::i64(&[prep.input_ids.len()], prep.input_ids.clone()),
+            );
+            dump.insert(
+                "pixel_values".into(),
+                rows(&prep.pixel_values, prep.patch_dim),
+            );
             let grid_flat: Vec<i64> = prep.grids.iter().flatten().map(|&g| g as i64).collect();
-            dump.insert("image_grid_thw".into(), TensorValue::i64(&[prep.grids.len(), 3], grid_flat));
+            dump.insert(
+                "image_grid_thw".into(),
+                TensorValue::i64(&[prep.grids.len(), 3], grid_flat),
+            );
             dump.insert("vision_embeds".into(), rows(&image_embeds, hidden));
             for (k, ds) in deepstack.iter().enumerate() {
                 dump.insert(format!("deepstack_{k}"), rows(ds, hidden));
             }
             dump.insert("embodied_hidden".into(), rows(&cond, cond_dim));
             if let Some(st) = &state {
-                dump.insert("state_normalized".into(), TensorValue::f32(&[st.len()], st.clone()));
+                dump.insert(
+                    "state_normalized".into(),
+                    TensorValue::f32(&[st.len()], st.clone()),
+                );
             }
             for (s, v) in velocities.iter().enumerate() {
                 dump.insert(format!("velocity_step{s}"), rows(v, adim));

@@ -21,8 +21,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 use vjx_graphs::lingbot_va::rope::{action_grid, rope_tables, video_grid};
 use vjx_graphs::lingbot_va::transformer::{
-    cache_key_name, cache_value_name, cross_key_name, cross_value_name, new_key_name, new_value_name, CACHE_BIAS,
-    NOISY_ACTIONS, NOISY_LATENTS, ROPE_COS, ROPE_SIN, TEXT_EMBEDS, TIMESTEPS, VELOCITY,
+    cache_key_name, cache_value_name, cross_key_name, cross_value_name, new_key_name,
+    new_value_name, CACHE_BIAS, NOISY_ACTIONS, NOISY_LATENTS, ROPE_COS, ROPE_SIN, TEXT_EMBEDS,
+    TIMESTEPS, VELOCITY,
 };
 use vjx_graphs::lingbot_va::CameraLayout;
 
@@ -172,7 +173,11 @@ impl<'p> Episode<'p> {
     /// next, minus the keyframe bookkeeping); `None` when the queue is empty.
     pub fn pop_queued(&mut self) -> Option<Step> {
         let (action, action_normalized) = self.queue.pop_front()?;
-        Some(Step { action, action_normalized, predicted: false })
+        Some(Step {
+            action,
+            action_normalized,
+            predicted: false,
+        })
     }
 
     /// Chunks predicted so far.
@@ -221,8 +226,15 @@ impl<'p> Episode<'p> {
         }
         self.prev_sub_step = self.exec_step % cfg.action_per_frame;
         self.exec_step += 1;
-        let (action, action_normalized) = self.queue.pop_front().expect("a predicted chunk has actions");
-        Ok(Step { action, action_normalized, predicted })
+        let (action, action_normalized) = self
+            .queue
+            .pop_front()
+            .expect("a predicted chunk has actions");
+        Ok(Step {
+            action,
+            action_normalized,
+            predicted,
+        })
     }
 
     /// The camera frames of `obs` in `obs_cam_keys` order, checked.
@@ -237,7 +249,10 @@ impl<'p> Episode<'p> {
         keys.iter()
             .map(|key| {
                 let input = obs.images.get(key).ok_or_else(|| {
-                    PolicyError::Input(format!("camera `{key}` is missing (cameras: {})", keys.join(", ")))
+                    PolicyError::Input(format!(
+                        "camera `{key}` is missing (cameras: {})",
+                        keys.join(", ")
+                    ))
                 })?;
                 let frame = match input {
                     ImageInput::Path(p) => img::load_rgb_f32(p)?,
@@ -266,7 +281,8 @@ impl<'p> Episode<'p> {
         if cfg.use_cfg() {
             rows.extend(policy.encode_text(&policy.spec().negative_prompt)?);
         }
-        self.timings.push(("text_encoder".into(), elapsed_ms(start)));
+        self.timings
+            .push(("text_encoder".into(), elapsed_ms(start)));
         let start = Instant::now();
         let batch = cfg.batch_size();
         let len = cfg.max_sequence_length;
@@ -278,16 +294,18 @@ impl<'p> Episode<'p> {
         let cross = (0..cfg.num_layers)
             .map(|i| {
                 let mut take = |name: String| {
-                    outputs
-                        .remove(&name)
-                        .ok_or_else(|| PolicyError::Other(format!("text_condition gave no `{name}`")))
+                    outputs.remove(&name).ok_or_else(|| {
+                        PolicyError::Other(format!("text_condition gave no `{name}`"))
+                    })
                 };
                 Ok((take(cross_key_name(i))?, take(cross_value_name(i))?))
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
-        self.timings.push(("text_condition".into(), elapsed_ms(start)));
+        self.timings
+            .push(("text_condition".into(), elapsed_ms(start)));
         if self.keep_intermediates {
-            let embeds = ArrayD::from_shape_vec(vec![len, dim], text_embeds.clone()).expect("shape");
+            let embeds =
+                ArrayD::from_shape_vec(vec![len, dim], text_embeds.clone()).expect("shape");
             self.intermediates.insert("text_embeds".into(), embeds);
         }
         self.prompt = Some(Prompt { text_embeds, cross });
@@ -309,25 +327,34 @@ impl<'p> Episode<'p> {
         let (h, w) = (cfg.height, cfg.width);
         let camera_clip = |cam: usize, size: [usize; 2]| -> Result<Array5<f32>, PolicyError> {
             let views: Vec<_> = clip.iter().map(|frames| frames[cam].view()).collect();
-            camera::vae_frames(&views, size, cfg.image_hflip).map_err(|e| PolicyError::Input(e.to_string()))
+            camera::vae_frames(&views, size, cfg.image_hflip)
+                .map_err(|e| PolicyError::Input(e.to_string()))
         };
-        let (first, stream) = (sessions.vae_encode_first.as_ref(), sessions.vae_encode_stream.as_ref());
+        let (first, stream) = (
+            sessions.vae_encode_first.as_ref(),
+            sessions.vae_encode_stream.as_ref(),
+        );
         match cfg.camera_layout {
             CameraLayout::WidthConcat => {
                 let clips = (0..cfg.obs_cam_keys.len())
                     .map(|cam| camera_clip(cam, [h, w]))
                     .collect::<Result<Vec<_>, _>>()?;
-                let batch = camera::stack_cameras(&clips).map_err(|e| PolicyError::Input(e.to_string()))?;
+                let batch =
+                    camera::stack_cameras(&clips).map_err(|e| PolicyError::Input(e.to_string()))?;
                 let latent = self.vae[0].encode(first, stream, caches, batch)?;
                 Ok(camera::width_concat(latent.view()))
             }
             CameraLayout::RobotwinTshape => {
                 let head = camera_clip(0, [h, w])?;
-                let wrists = camera::stack_cameras(&[camera_clip(1, [h / 2, w / 2])?, camera_clip(2, [h / 2, w / 2])?])
-                    .map_err(|e| PolicyError::Input(e.to_string()))?;
+                let wrists = camera::stack_cameras(&[
+                    camera_clip(1, [h / 2, w / 2])?,
+                    camera_clip(2, [h / 2, w / 2])?,
+                ])
+                .map_err(|e| PolicyError::Input(e.to_string()))?;
                 let head = self.vae[0].encode(first, stream, caches, head)?;
                 let wrists = self.vae[1].encode(first, stream, caches, wrists)?;
-                camera::robotwin_tshape(head.view(), wrists.view()).map_err(|e| PolicyError::Other(e.to_string()))
+                camera::robotwin_tshape(head.view(), wrists.view())
+                    .map_err(|e| PolicyError::Other(e.to_string()))
             }
         }
     }
@@ -347,7 +374,10 @@ impl<'p> Episode<'p> {
                         list.len()
                     ))
                 })?;
-                for (what, array, shape) in [("latents", l, &latent_shape[..]), ("actions", a, &action_shape[..])] {
+                for (what, array, shape) in [
+                    ("latents", l, &latent_shape[..]),
+                    ("actions", a, &action_shape[..]),
+                ] {
                     if array.shape() != shape {
                         return Err(PolicyError::Input(format!(
                             "noise {what} of chunk {k} has shape {:?}, this policy needs {shape:?}",
@@ -355,7 +385,9 @@ impl<'p> Episode<'p> {
                         )));
                     }
                     if let Some(v) = array.iter().find(|v| !v.is_finite()) {
-                        return Err(PolicyError::Input(format!("noise {what} of chunk {k} holds {v}")));
+                        return Err(PolicyError::Input(format!(
+                            "noise {what} of chunk {k} holds {v}"
+                        )));
                     }
                 }
                 (l.clone(), a.clone())
@@ -380,7 +412,10 @@ impl<'p> Episode<'p> {
     }
 
     /// Upstream `predict_action_chunk`: returns the chunk's `(action, action_normalized)` rows.
-    fn predict_chunk(&mut self, frames: Option<Vec<ImageF32>>) -> Result<Vec<(Vec<f32>, Vec<f32>)>, PolicyError> {
+    fn predict_chunk(
+        &mut self,
+        frames: Option<Vec<ImageF32>>,
+    ) -> Result<Vec<(Vec<f32>, Vec<f32>)>, PolicyError> {
         let cfg = self.policy.config();
         let k = self.chunks;
         let first = self.cache.is_none();
@@ -389,11 +424,20 @@ impl<'p> Episode<'p> {
             let start = Instant::now();
             let init = self.encode_frames(&[frames])?;
             self.timings.push(("vae_encode".into(), elapsed_ms(start)));
-            self.dump(format!("chunk{k}/vae_latent"), init.index_axis(Axis(0), 0).to_owned().into_dyn());
+            self.dump(
+                format!("chunk{k}/vae_latent"),
+                init.index_axis(Axis(0), 0).to_owned().into_dyn(),
+            );
             let [b, s] = [cfg.batch_size(), cfg.cache_size()];
             self.cache = Some(Cache {
                 slots: SlotCache::new(s),
-                pools: KvPools::new(cfg.num_layers, b, s, cfg.num_attention_heads, cfg.attention_head_dim),
+                pools: KvPools::new(
+                    cfg.num_layers,
+                    b,
+                    s,
+                    cfg.num_attention_heads,
+                    cfg.attention_head_dim,
+                ),
             });
             self.init_latent = Some(init);
             self.infer(k, true)?
@@ -403,14 +447,24 @@ impl<'p> Episode<'p> {
         };
         self.chunks += 1;
 
-        let rows = select_used_channels(actions.view(), &self.used, first).map_err(|e| PolicyError::Other(e.to_string()))?;
+        let rows = select_used_channels(actions.view(), &self.used, first)
+            .map_err(|e| PolicyError::Other(e.to_string()))?;
         self.executed = Some(actions.clone());
         let n_used = rows.ncols();
         let normalized: Vec<f32> = rows.iter().copied().collect();
         let mut unnormalized = normalized.clone();
         let manifest = self.policy.manifest();
-        apply_post_steps(&manifest.postprocess, &manifest.normalization.action, &mut unnormalized, n_used, None);
-        self.dump(format!("chunk{k}/video_latents"), latents.index_axis(Axis(0), 0).to_owned().into_dyn());
+        apply_post_steps(
+            &manifest.postprocess,
+            &manifest.normalization.action,
+            &mut unnormalized,
+            n_used,
+            None,
+        );
+        self.dump(
+            format!("chunk{k}/video_latents"),
+            latents.index_axis(Axis(0), 0).to_owned().into_dyn(),
+        );
         if let Some(kept) = self.predicted_latents.as_mut() {
             kept.push(latents);
         }
@@ -429,12 +483,22 @@ impl<'p> Episode<'p> {
 
     /// Keeps the raw velocity (every batch row) of a stream's first step and of its last step
     /// whose output is used.
-    fn dump_velocity(&mut self, k: usize, stream: &str, step: usize, last_used: usize, velocity: &ArrayD<f32>) {
+    fn dump_velocity(
+        &mut self,
+        k: usize,
+        stream: &str,
+        step: usize,
+        last_used: usize,
+        velocity: &ArrayD<f32>,
+    ) {
         if !self.keep_intermediates {
             return;
         }
         if step == 0 {
-            self.dump(format!("chunk{k}/{stream}_velocity_first"), velocity.clone());
+            self.dump(
+                format!("chunk{k}/{stream}_velocity_first"),
+                velocity.clone(),
+            );
         }
         if step == last_used {
             self.dump(format!("chunk{k}/{stream}_velocity_last"), velocity.clone());
@@ -451,27 +515,50 @@ impl<'p> Episode<'p> {
     /// into the cache as permanent history.
     fn feed_back(&mut self, k: usize) -> Result<(), PolicyError> {
         let keyframes = std::mem::take(&mut self.keyframes);
-        let Some(executed) = self.executed.clone() else { return Ok(()) };
+        let Some(executed) = self.executed.clone() else {
+            return Ok(());
+        };
         if keyframes.is_empty() {
             return Ok(());
         }
-        self.cache.as_mut().expect("cache exists after chunk 0").slots.clear_pred();
+        self.cache
+            .as_mut()
+            .expect("cache exists after chunk 0")
+            .slots
+            .clear_pred();
         let start = Instant::now();
         let observed = self.encode_frames(&keyframes)?;
         self.timings.push(("vae_encode".into(), elapsed_ms(start)));
-        self.dump(format!("chunk{k}/vae_latent"), observed.index_axis(Axis(0), 0).to_owned().into_dyn());
+        self.dump(
+            format!("chunk{k}/vae_latent"),
+            observed.index_axis(Axis(0), 0).to_owned().into_dyn(),
+        );
         let latents = match (self.frame_start, &self.init_latent) {
-            (0, Some(init)) => ndarray::concatenate(Axis(2), &[init.view(), observed.view()]).expect("same grid"),
+            (0, Some(init)) => {
+                ndarray::concatenate(Axis(2), &[init.view(), observed.view()]).expect("same grid")
+            }
             _ => observed,
         };
         let mut actions = executed;
-        zero_unused_channels(actions.view_mut(), &self.used).map_err(|e| PolicyError::Other(e.to_string()))?;
+        zero_unused_channels(actions.view_mut(), &self.used)
+            .map_err(|e| PolicyError::Other(e.to_string()))?;
         let frames = latents.shape()[2];
         let start = Instant::now();
-        self.forward(Stream::Video, latents.into_dyn(), &vec![0.0; frames], CacheUpdate::KeepObserved)?;
+        self.forward(
+            Stream::Video,
+            latents.into_dyn(),
+            &vec![0.0; frames],
+            CacheUpdate::KeepObserved,
+        )?;
         let action_frames = actions.shape()[1];
-        self.forward(Stream::Action, actions.insert_axis(Axis(0)).into_dyn(), &vec![0.0; action_frames], CacheUpdate::KeepObserved)?;
-        self.timings.push(("cache_update".into(), elapsed_ms(start)));
+        self.forward(
+            Stream::Action,
+            actions.insert_axis(Axis(0)).into_dyn(),
+            &vec![0.0; action_frames],
+            CacheUpdate::KeepObserved,
+        )?;
+        self.timings
+            .push(("cache_update".into(), elapsed_ms(start)));
         self.frame_start += frames;
         Ok(())
     }
@@ -490,10 +577,16 @@ impl<'p> Episode<'p> {
         if exec_limited {
             video_ts.truncate(cfg.video_exec_step.max(0) as usize);
         }
-        let init = if first { self.init_latent.clone() } else { None };
+        let init = if first {
+            self.init_latent.clone()
+        } else {
+            None
+        };
         let pin_frame = |latents: &mut Array5<f32>| {
             if let Some(init) = &init {
-                latents.slice_mut(s![.., .., 0..1, .., ..]).assign(&init.slice(s![.., .., 0..1, .., ..]));
+                latents
+                    .slice_mut(s![.., .., 0..1, .., ..])
+                    .assign(&init.slice(s![.., .., 0..1, .., ..]));
             }
         };
         for (i, &t) in video_ts.iter().enumerate() {
@@ -503,10 +596,21 @@ impl<'p> Episode<'p> {
             if first {
                 frame_t[0] = 0.0;
             }
-            let update = if last { CacheUpdate::KeepPredicted } else { CacheUpdate::Discard };
+            let update = if last {
+                CacheUpdate::KeepPredicted
+            } else {
+                CacheUpdate::Discard
+            };
             let start = Instant::now();
-            let velocity = self.forward(Stream::Video, latents.clone().into_dyn(), &frame_t, update)?;
-            self.dump_velocity(k, "video", i, video_ts.len() - if exec_limited { 1 } else { 2 }, &velocity);
+            let velocity =
+                self.forward(Stream::Video, latents.clone().into_dyn(), &frame_t, update)?;
+            self.dump_velocity(
+                k,
+                "video",
+                i,
+                video_ts.len() - if exec_limited { 1 } else { 2 },
+                &velocity,
+            );
             if !last || exec_limited {
                 let v = guide(&velocity, cfg.guidance_scale);
                 video.step(latents.as_slice_mut().expect("standard layout"), &v, t);
@@ -520,13 +624,18 @@ impl<'p> Episode<'p> {
         let action_ts = action_sched.timesteps_with_final_zero();
         for (i, &t) in action_ts.iter().enumerate() {
             let last = i + 1 == action_ts.len();
-            zero_unused_channels(actions.view_mut(), &self.used).map_err(|e| PolicyError::Other(e.to_string()))?;
+            zero_unused_channels(actions.view_mut(), &self.used)
+                .map_err(|e| PolicyError::Other(e.to_string()))?;
             let mut frame_t = vec![t; frames];
             if first {
                 actions.slice_mut(s![.., 0, ..]).fill(0.0);
                 frame_t[0] = 0.0;
             }
-            let update = if last { CacheUpdate::KeepPredicted } else { CacheUpdate::Discard };
+            let update = if last {
+                CacheUpdate::KeepPredicted
+            } else {
+                CacheUpdate::Discard
+            };
             let start = Instant::now();
             let input = actions.clone().insert_axis(Axis(0)).into_dyn();
             let velocity = self.forward(Stream::Action, input, &frame_t, update)?;
@@ -540,7 +649,8 @@ impl<'p> Episode<'p> {
             }
             self.timings.push(("action_step".into(), elapsed_ms(start)));
         }
-        zero_unused_channels(actions.view_mut(), &self.used).map_err(|e| PolicyError::Other(e.to_string()))?;
+        zero_unused_channels(actions.view_mut(), &self.used)
+            .map_err(|e| PolicyError::Other(e.to_string()))?;
         Ok((actions, latents))
     }
 
@@ -563,43 +673,74 @@ impl<'p> Episode<'p> {
                 let (h2, w2) = cfg.token_grid();
                 (video_grid(self.frame_start, frames, h2, w2), h2 * w2)
             }
-            Stream::Action => (action_grid(self.frame_start, frames, cfg.action_per_frame), cfg.action_per_frame),
+            Stream::Action => (
+                action_grid(self.frame_start, frames, cfg.action_per_frame),
+                cfg.action_per_frame,
+            ),
         };
         let tokens = grid.len();
         let (cos, sin) = rope_tables(cfg.attention_head_dim, &grid);
         let half = cfg.attention_head_dim / 2;
-        let per_token: Vec<f32> = frame_t.iter().flat_map(|&t| std::iter::repeat_n(t, per_frame)).collect();
+        let per_token: Vec<f32> = frame_t
+            .iter()
+            .flat_map(|&t| std::iter::repeat_n(t, per_frame))
+            .collect();
         let timesteps: Vec<f32> = (0..batch).flat_map(|_| per_token.iter().copied()).collect();
         let (session, input_name): (&dyn GraphSession, &str) = match stream {
             Stream::Video => (policy.sessions().video_step.as_ref(), NOISY_LATENTS),
-            Stream::Action => {
-                (policy.sessions().action_step.as_ref(), NOISY_ACTIONS)
-            }
+            Stream::Action => (policy.sessions().action_step.as_ref(), NOISY_ACTIONS),
         };
         let input = match stream {
             Stream::Video => input,
             // Upstream's action tensor has a trailing unit axis the graph does not take.
             Stream::Action => {
                 let shape = input.shape()[..4].to_vec();
-                input.into_shape_with_order(shape).expect("trailing unit axis")
+                input
+                    .into_shape_with_order(shape)
+                    .expect("trailing unit axis")
             }
         };
-        let prompt = self.prompt.as_ref().expect("prompt encoded before the first forward");
-        let cache = self.cache.as_mut().expect("cache created before the first forward");
-        let pending = cache.slots.begin(tokens).map_err(|e| PolicyError::Other(e.to_string()))?;
+        let prompt = self
+            .prompt
+            .as_ref()
+            .expect("prompt encoded before the first forward");
+        let cache = self
+            .cache
+            .as_mut()
+            .expect("cache created before the first forward");
+        let pending = cache
+            .slots
+            .begin(tokens)
+            .map_err(|e| PolicyError::Other(e.to_string()))?;
         let names: Vec<[String; 4]> = (0..cfg.num_layers)
-            .map(|i| [cache_key_name(i), cache_value_name(i), cross_key_name(i), cross_value_name(i)])
+            .map(|i| {
+                [
+                    cache_key_name(i),
+                    cache_value_name(i),
+                    cross_key_name(i),
+                    cross_value_name(i),
+                ]
+            })
             .collect();
         let mut inputs: Vec<(&str, TensorValue)> = vec![
             (input_name, TensorValue::F32(repeat_batch(&input, batch))),
             (TIMESTEPS, TensorValue::f32(&[batch, tokens], timesteps)),
             (ROPE_COS, TensorValue::f32(&[tokens, half], cos)),
             (ROPE_SIN, TensorValue::f32(&[tokens, half], sin)),
-            (CACHE_BIAS, TensorValue::f32(&[pending.bias().len()], pending.bias().to_vec())),
+            (
+                CACHE_BIAS,
+                TensorValue::f32(&[pending.bias().len()], pending.bias().to_vec()),
+            ),
         ];
         for (i, [ck, cv, xk, xv]) in names.iter().enumerate() {
-            inputs.push((ck.as_str(), TensorValue::F32(cache.pools.keys(i).to_owned().into_dyn())));
-            inputs.push((cv.as_str(), TensorValue::F32(cache.pools.values(i).to_owned().into_dyn())));
+            inputs.push((
+                ck.as_str(),
+                TensorValue::F32(cache.pools.keys(i).to_owned().into_dyn()),
+            ));
+            inputs.push((
+                cv.as_str(),
+                TensorValue::F32(cache.pools.values(i).to_owned().into_dyn()),
+            ));
             inputs.push((xk.as_str(), prompt.cross[i].0.clone()));
             inputs.push((xv.as_str(), prompt.cross[i].1.clone()));
         }
@@ -608,13 +749,21 @@ impl<'p> Episode<'p> {
         if let Some(slots) = pending.finish(update) {
             for i in 0..cfg.num_layers {
                 let mut take = |name: String| -> Result<Vec<f32>, PolicyError> {
-                    let value = outputs
-                        .remove(&name)
-                        .ok_or_else(|| PolicyError::Other(format!("transformer step gave no `{name}`")))?;
-                    Ok(value.into_f32()?.as_standard_layout().iter().copied().collect())
+                    let value = outputs.remove(&name).ok_or_else(|| {
+                        PolicyError::Other(format!("transformer step gave no `{name}`"))
+                    })?;
+                    Ok(value
+                        .into_f32()?
+                        .as_standard_layout()
+                        .iter()
+                        .copied()
+                        .collect())
                 };
                 let (keys, values) = (take(new_key_name(i))?, take(new_value_name(i))?);
-                cache.pools.write(i, &slots, &keys, &values).map_err(|e| PolicyError::Other(e.to_string()))?;
+                cache
+                    .pools
+                    .write(i, &slots, &keys, &values)
+                    .map_err(|e| PolicyError::Other(e.to_string()))?;
             }
         }
         let velocity = outputs
@@ -632,7 +781,10 @@ fn guide(velocity: &ArrayD<f32>, scale: f64) -> Vec<f32> {
     if scale > 1.0 && velocity.shape()[0] > 1 {
         let uncond = velocity.index_axis(Axis(0), 1);
         let g = scale as f32;
-        cond.iter().zip(uncond.iter()).map(|(&c, &u)| u + g * (c - u)).collect()
+        cond.iter()
+            .zip(uncond.iter())
+            .map(|(&c, &u)| u + g * (c - u))
+            .collect()
     } else {
         cond.iter().copied().collect()
     }

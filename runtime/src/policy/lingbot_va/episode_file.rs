@@ -57,7 +57,10 @@ impl EpisodeFile {
         let text = std::fs::read_to_string(path).map_err(|e| bad(path, e))?;
         let raw: RawEpisode = serde_json::from_str(&text).map_err(|e| bad(path, e))?;
         if raw.calls.is_empty() {
-            return Err(bad(path, "`calls` is empty; an episode needs at least one observation"));
+            return Err(bad(
+                path,
+                "`calls` is empty; an episode needs at least one observation",
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let calls = raw
@@ -81,10 +84,14 @@ impl EpisodeFile {
                     .enumerate()
                     .map(|(k, entry)| {
                         let read = |file: &Path, what: &str| {
-                            npy::read_f32(&base.join(file))
-                                .map_err(|e| bad(path, format!("noise[{k}].{what} ({}): {e}", file.display())))
+                            npy::read_f32(&base.join(file)).map_err(|e| {
+                                bad(path, format!("noise[{k}].{what} ({}): {e}", file.display()))
+                            })
                         };
-                        Ok((read(&entry.latents, "latents")?, read(&entry.actions, "actions")?))
+                        Ok((
+                            read(&entry.latents, "latents")?,
+                            read(&entry.actions, "actions")?,
+                        ))
                     })
                     .collect::<Result<Vec<_>, PolicyError>>()
                     .map(ChunkNoise::Given)

@@ -49,23 +49,51 @@ pub struct LingbotVaPolicy {
 
 fn read_export_file(dir: &Path, file: &str) -> Result<String, PolicyError> {
     let path = dir.join(file);
-    std::fs::read_to_string(&path).map_err(|e| PolicyError::Other(format!("{}: {e}", path.display())))
+    std::fs::read_to_string(&path)
+        .map_err(|e| PolicyError::Other(format!("{}: {e}", path.display())))
 }
 
-fn graph_path(dir: &Path, manifest: &Manifest, role: &str) -> Result<std::path::PathBuf, PolicyError> {
+fn graph_path(
+    dir: &Path,
+    manifest: &Manifest,
+    role: &str,
+) -> Result<std::path::PathBuf, PolicyError> {
     let entry = manifest.graphs.get(role).ok_or_else(|| {
-        PolicyError::Other(format!("{}: the manifest lists no `{role}` graph; re-export", dir.display()))
+        PolicyError::Other(format!(
+            "{}: the manifest lists no `{role}` graph; re-export",
+            dir.display()
+        ))
     })?;
     Ok(dir.join(&entry.file))
 }
 
 impl LingbotVaPolicy {
-    pub fn load(dir: &Path, manifest: Manifest, backend: &dyn Backend) -> Result<Self, PolicyError> {
-        let spec = manifest.lingbot_va.as_ref().expect("checked by Manifest::load");
-        let config = LingbotVaConfig::from_json_str(&read_export_file(dir, &spec.policy_config_file)?)
-            .map_err(|e| PolicyError::Other(format!("{}: {e}", dir.join(&spec.policy_config_file).display())))?;
-        let vae_config = WanVaeConfig::from_json_str(&read_export_file(dir, &spec.vae_config_file)?)
-            .map_err(|e| PolicyError::Other(format!("{}: {e}", dir.join(&spec.vae_config_file).display())))?;
+    pub fn load(
+        dir: &Path,
+        manifest: Manifest,
+        backend: &dyn Backend,
+    ) -> Result<Self, PolicyError> {
+        let spec = manifest
+            .lingbot_va
+            .as_ref()
+            .expect("checked by Manifest::load");
+        let config =
+            LingbotVaConfig::from_json_str(&read_export_file(dir, &spec.policy_config_file)?)
+                .map_err(|e| {
+                    PolicyError::Other(format!(
+                        "{}: {e}",
+                        dir.join(&spec.policy_config_file).display()
+                    ))
+                })?;
+        let vae_config =
+            WanVaeConfig::from_json_str(&read_export_file(dir, &spec.vae_config_file)?).map_err(
+                |e| {
+                    PolicyError::Other(format!(
+                        "{}: {e}",
+                        dir.join(&spec.vae_config_file).display()
+                    ))
+                },
+            )?;
         let tokenizer_path = dir.join(&spec.tokenizer_file);
         let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| PolicyError::Other(format!("{}: {e}", tokenizer_path.display())))?;
@@ -73,7 +101,11 @@ impl LingbotVaPolicy {
             Ok(backend.load(&graph_path(dir, &manifest, role)?)?)
         };
         let load_if_listed = |role: &str| -> Result<Option<Box<dyn GraphSession>>, PolicyError> {
-            manifest.graphs.contains_key(role).then(|| load(role)).transpose()
+            manifest
+                .graphs
+                .contains_key(role)
+                .then(|| load(role))
+                .transpose()
         };
         let sessions = Sessions {
             text_encoder: load("text_encoder")?,
@@ -85,7 +117,13 @@ impl LingbotVaPolicy {
             vae_decode_first: load_if_listed("vae_decode_first")?,
             vae_decode_stream: load_if_listed("vae_decode_stream")?,
         };
-        Ok(LingbotVaPolicy { manifest, config, vae_config, tokenizer, sessions })
+        Ok(LingbotVaPolicy {
+            manifest,
+            config,
+            vae_config,
+            tokenizer,
+            sessions,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -93,7 +131,10 @@ impl LingbotVaPolicy {
     }
 
     pub fn spec(&self) -> &LingbotVaSpec {
-        self.manifest.lingbot_va.as_ref().expect("checked by Manifest::load")
+        self.manifest
+            .lingbot_va
+            .as_ref()
+            .expect("checked by Manifest::load")
     }
 
     pub fn config(&self) -> &LingbotVaConfig {
@@ -138,7 +179,9 @@ impl LingbotVaPolicy {
         let hidden = outputs
             .get(LAST_HIDDEN_STATE)
             .cloned()
-            .ok_or_else(|| PolicyError::Other(format!("text encoder gave no `{LAST_HIDDEN_STATE}`")))?
+            .ok_or_else(|| {
+                PolicyError::Other(format!("text encoder gave no `{LAST_HIDDEN_STATE}`"))
+            })?
             .into_f32()?;
         let d_model = hidden.shape()[2];
         let mut embeds = hidden.into_raw_vec_and_offset().0;

@@ -43,9 +43,9 @@ impl VaeStream {
         };
         let caches = (0..num_caches)
             .map(|j| {
-                outputs
-                    .remove(&cache_out_name(j))
-                    .ok_or_else(|| PolicyError::Other(format!("VAE graph gave no `{}`", cache_out_name(j))))
+                outputs.remove(&cache_out_name(j)).ok_or_else(|| {
+                    PolicyError::Other(format!("VAE graph gave no `{}`", cache_out_name(j)))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.caches = Some(caches);
@@ -62,7 +62,11 @@ impl VaeStream {
     pub fn cache_bytes(&self) -> usize {
         self.caches
             .as_ref()
-            .map(|c| c.iter().map(|t| t.shape().iter().product::<usize>() * 4).sum())
+            .map(|c| {
+                c.iter()
+                    .map(|t| t.shape().iter().product::<usize>() * 4)
+                    .sum()
+            })
             .unwrap_or(0)
     }
 }
