@@ -190,8 +190,8 @@ pub(crate) fn checksum_other_files(out: &Path, files: &mut BTreeMap<String, Stri
     for entry in std::fs::read_dir(out)? {
         let path = entry?.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !files.contains_key(&name) {
-            files.insert(name, vjx_runtime::manifest::sha256_file(&path)?);
+        if let std::collections::btree_map::Entry::Vacant(e) = files.entry(name) {
+            e.insert(vjx_runtime::manifest::sha256_file(&path)?);
         }
     }
     Ok(())

@@ -773,15 +773,15 @@ impl Model {
     }
 }
 
+/// The thread that writes the data file and returns its sha256.
+type HashingWriter = std::thread::JoinHandle<std::io::Result<String>>;
+
 /// The `<stem>.onnx.data` file, created on the first large initializer. A second thread writes
 /// and hashes it while the caller converts the next tensor.
 struct ExternalData {
     path: PathBuf,
     location: String,
-    writer: Option<(
-        std::sync::mpsc::SyncSender<Vec<u8>>,
-        std::thread::JoinHandle<std::io::Result<String>>,
-    )>,
+    writer: Option<(std::sync::mpsc::SyncSender<Vec<u8>>, HashingWriter)>,
     offset: u64,
 }
 

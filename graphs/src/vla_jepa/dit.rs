@@ -268,8 +268,8 @@ fn attend_projected(
     } = c.dims;
     let q = c.linear(g, query_in, &format!("{base}.to_q"), d, d)?;
     let q = nn::split_heads(g, &q, heads, head_dim);
-    let k = nn::split_heads(g, &k, heads, head_dim);
-    let v = nn::split_heads(g, &v, heads, head_dim);
+    let k = nn::split_heads(g, k, heads, head_dim);
+    let v = nn::split_heads(g, v, heads, head_dim);
     let o = nn::attention(g, &q, &k, &v, head_dim, None);
     let o = nn::merge_heads(g, &o, heads, head_dim);
     c.linear(g, &o, &format!("{base}.to_out.0"), d, d)
@@ -289,7 +289,7 @@ fn transformer_block(
     let base = format!("model.transformer_blocks.{index}");
     let (scale, shift) = c.modulation_pair(g, silu_temb, &format!("{base}.norm1.linear"))?;
     let attn_in = c.modulate(g, x, BLOCK_NORM_EPS, &scale, &shift);
-    let attn_out = if index % 2 == 0 {
+    let attn_out = if index.is_multiple_of(2) {
         let attn = format!("{base}.attn1");
         match cond {
             CrossContext::Tokens(tokens) => attention(g, c, &attn, &attn_in, tokens, c.cond_dim)?,

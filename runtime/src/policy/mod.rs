@@ -56,7 +56,7 @@ impl Prediction {
 
 /// A loaded export, ready to predict.
 pub enum Policy {
-    VlaJepa(vla_jepa::VlaJepaPolicy),
+    VlaJepa(Box<vla_jepa::VlaJepaPolicy>),
     LingbotVa(Box<lingbot_va::LingbotVaPolicy>),
 }
 
@@ -64,9 +64,9 @@ impl Policy {
     pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Self, PolicyError> {
         let manifest = Manifest::load(dir, true)?;
         match manifest.policy_type.as_str() {
-            "vla_jepa" => Ok(Policy::VlaJepa(vla_jepa::VlaJepaPolicy::load(
+            "vla_jepa" => Ok(Policy::VlaJepa(Box::new(vla_jepa::VlaJepaPolicy::load(
                 dir, manifest, backend,
-            )?)),
+            )?))),
             "lingbot_va" => Ok(Policy::LingbotVa(Box::new(
                 lingbot_va::LingbotVaPolicy::load(dir, manifest, backend)?,
             ))),

@@ -292,10 +292,9 @@ impl VlaJepaPolicy {
                 )));
             }
         }
-        if spec.state_dim.is_some() && obs.state.is_none() {
+        if let (Some(dim), None) = (spec.state_dim, &obs.state) {
             return Err(PolicyError::Input(format!(
-                "this policy needs the robot state ({} values): pass --state",
-                spec.state_dim.unwrap()
+                "this policy needs the robot state ({dim} values): pass --state"
             )));
         }
         Ok(())

@@ -27,6 +27,9 @@ use vjx_graphs::lingbot_va::transformer::{
 };
 use vjx_graphs::lingbot_va::CameraLayout;
 
+/// One call's action: `(action, action_normalized)`.
+type ActionRow = (Vec<f32>, Vec<f32>);
+
 /// The initial noise of each predicted chunk.
 #[derive(Debug, Clone)]
 pub enum ChunkNoise {
@@ -213,7 +216,7 @@ impl<'p> Episode<'p> {
             predicted = true;
         } else {
             let stride = (cfg.action_per_frame / 4).max(1);
-            if (self.prev_sub_step + 1) % stride == 0 {
+            if (self.prev_sub_step + 1).is_multiple_of(stride) {
                 let frames = self.frames(obs)?;
                 self.keyframes.push(frames);
             }
@@ -415,7 +418,7 @@ impl<'p> Episode<'p> {
     fn predict_chunk(
         &mut self,
         frames: Option<Vec<ImageF32>>,
-    ) -> Result<Vec<(Vec<f32>, Vec<f32>)>, PolicyError> {
+    ) -> Result<Vec<ActionRow>, PolicyError> {
         let cfg = self.policy.config();
         let k = self.chunks;
         let first = self.cache.is_none();
