@@ -11,7 +11,7 @@ use vjx_runtime::backend::tract::TractBackend;
 use vjx_runtime::backend::Backend;
 use vjx_runtime::bench::{load_twice, run_bench, BenchConfig, BenchReport};
 use vjx_runtime::policy::observation::ImageInput;
-use vjx_runtime::policy::{Noise, Observation, Policy};
+use vjx_runtime::policy::{ChunkNoise, EpisodeFile, Noise, Observation, PolicyRunner};
 
 #[derive(Parser)]
 #[command(
@@ -56,9 +56,11 @@ struct CheckArgs {
 
 #[derive(Args)]
 struct EpisodeArgs {
-    /// Export dir written by `vjx export` (a LingBot-VA export).
+    /// Export dir written by `vjx export`.
     export_dir: PathBuf,
-    /// The episode: `{"task", "calls": [{"images": {key: png}, "state"?}], "noise"?: [{"latents", "actions"}]}`.
+    /// The episode: `{"task", "calls": [{"images": {key: png}, "state"?}], "noise"?: [{name: npy}]}`,
+    /// one call per `select_action`; noise per chunk by the names the policy samples
+    /// (VLA-JEPA: `actions`; LingBot-VA: `latents`, `actions`).
     #[arg(long)]
     episode: PathBuf,
     /// Seed of the per-chunk Gaussian noise when episode.json gives none (default 0).
@@ -150,9 +152,11 @@ struct RunArgs {
     export_dir: PathBuf,
     #[command(flatten)]
     observation: ObservationArgs,
-    /// Initial noise: a float32 .npy of shape [chunk_size, action_dim].
+    /// Initial noise as float32 .npy in upstream's shapes: `<npy>` for the action noise
+    /// (VLA-JEPA: [chunk_size, action_dim]), or `<name>=<npy>` per array (LingBot-VA: `latents`
+    /// and `actions`). Repeatable.
     #[arg(long, conflicts_with = "seed")]
-    noise: Option<PathBuf>,
+    noise: Vec<String>,
     /// Seed of the Gaussian initial noise (default 0).
     #[arg(long)]
     seed: Option<u64>,
@@ -304,7 +308,7 @@ fn observation(args: &ObservationArgs) -> Result<Observation> {
 
 /// A deterministic observation for `vjx bench` without `--image`: smooth colour gradients at
 /// each camera's declared size, the state's mean (zeros without stats), and a fixed task.
-fn sample_observation(policy: &Policy) -> Observation {
+fn sample_observation(policy: &dyn PolicyRunner) -> Observation {
     let manifest = policy.manifest();
     let mut obs = Observation::default();
     for (ci, cam) in manifest.cameras().iter().enumerate() {
@@ -318,7 +322,7 @@ fn sample_observation(policy: &Policy) -> Observation {
         });
         obs.images.insert(cam.key.clone(), ImageInput::Frame(frame));
     }
-    if let Some(dim) = manifest.vla_jepa.as_ref().and_then(|spec| spec.state_dim) {
+    if let Some(dim) = policy.state_dim() {
         let mean = policy
             .manifest()
             .normalization
@@ -332,26 +336,34 @@ fn sample_observation(policy: &Policy) -> Observation {
     obs
 }
 
-fn read_noise(path: &Path) -> Result<Noise> {
-    let array = vjx_runtime::npy::read_f32(path)?;
-    Ok(Noise::Given {
-        shape: array.shape().to_vec(),
-        data: array.iter().copied().collect(),
-    })
+/// The first chunk's noise: the action noise as a bare path, or `name=path` per array.
+fn read_noise(items: &[String]) -> Result<Noise> {
+    let mut chunk = ChunkNoise::new();
+    for item in items {
+        let (name, path) = item.split_once('=').unwrap_or(("actions", item));
+        let array = vjx_runtime::npy::read_f32(Path::new(path))
+            .with_context(|| format!("--noise {item}"))?;
+        if chunk.insert(name.to_string(), array).is_some() {
+            bail!("--noise: `{name}` given twice");
+        }
+    }
+    Ok(Noise::Given(vec![chunk]))
 }
 
 fn cmd_run(a: RunArgs) -> Result<()> {
     let obs = observation(&a.observation)?;
     let backend = backend(&a.backend, &a.export_dir)?;
-    let policy = Policy::load(&a.export_dir, backend.as_ref())?;
+    let policy = vjx_runtime::policy::load(&a.export_dir, backend.as_ref())?;
     if !a.json {
         log_placements(backend.as_ref());
     }
-    let noise = match &a.noise {
-        Some(p) => read_noise(p)?,
-        None => Noise::Seeded(a.seed.unwrap_or(0)),
+    let noise = match a.noise.is_empty() {
+        false => read_noise(&a.noise)?,
+        true => Noise::Seeded(a.seed.unwrap_or(0)),
     };
-    let prediction = policy.predict_chunk(&obs, &noise, a.dump.is_some())?;
+    let mut episode = policy.start_episode(noise);
+    episode.keep_intermediates(a.dump.is_some());
+    let prediction = episode.predict_chunk(&obs)?;
     if let Some(dir) = &a.dump {
         write_dump(dir, &prediction.intermediates)?;
     }
@@ -399,31 +411,31 @@ fn write_dump(
 }
 
 fn cmd_episode(a: EpisodeArgs) -> Result<()> {
-    use vjx_runtime::policy::lingbot_va::{predicted_video, ChunkNoise, EpisodeFile};
+    use vjx_runtime::policy::lingbot_va::predicted_video;
     let file = EpisodeFile::read(&a.episode)?;
     let backend = backend(&a.backend, &a.export_dir)?;
-    let policy = Policy::load(&a.export_dir, backend.as_ref())?;
-    let Policy::LingbotVa(policy) = &policy else {
-        bail!(
-            "{}: `vjx episode` replays LingBot-VA exports; this export is `{}` (use `vjx run`)",
-            a.export_dir.display(),
-            policy.manifest().policy_type
-        );
-    };
-    if let Some(path) = &a.save_predicted_video {
-        predicted_video::VideoFormat::for_path(path)?;
-        predicted_video::require_decoder(policy)?;
-    }
+    let policy = vjx_runtime::policy::load(&a.export_dir, backend.as_ref())?;
     if !a.json {
         log_placements(backend.as_ref());
     }
     let noise = file
         .noise
         .clone()
-        .unwrap_or(ChunkNoise::Seeded(a.seed.unwrap_or(0)));
-    let mut episode = policy.episode(noise);
+        .unwrap_or(Noise::Seeded(a.seed.unwrap_or(0)));
+    let mut episode = policy.start_episode(noise);
     episode.keep_intermediates(a.dump.is_some());
-    episode.keep_predicted_latents(a.save_predicted_video.is_some());
+    if let Some(path) = &a.save_predicted_video {
+        predicted_video::VideoFormat::for_path(path)?;
+        let Some(video) = episode.predicted_video() else {
+            bail!(
+                "{}: --save-predicted-video: a `{}` policy predicts no video",
+                a.export_dir.display(),
+                policy.manifest().policy_type()
+            );
+        };
+        video.check_decodable()?;
+        video.keep();
+    }
     let (mut actions, mut normalized) = (Vec::new(), Vec::new());
     let start = Instant::now();
     for (i, obs) in file.calls.iter().enumerate() {
@@ -441,19 +453,17 @@ fn cmd_episode(a: EpisodeArgs) -> Result<()> {
         normalized.push(step.action_normalized);
     }
     if let Some(path) = &a.save_predicted_video {
-        let frames = predicted_video::decode_latents(policy, episode.predicted_latents())?;
+        let video = episode
+            .predicted_video()
+            .expect("checked before the rollout");
+        let frames = video.decode()?;
         let written = predicted_video::write_video(path, frames.view(), a.video_fps)?;
         if !a.json {
             eprintln!("predicted video: {written}");
         }
     }
     if let Some(dir) = &a.dump {
-        let tensors = episode
-            .intermediates()
-            .iter()
-            .map(|(k, v)| (k.clone(), vjx_runtime::backend::TensorValue::F32(v.clone())))
-            .collect();
-        write_dump(dir, &tensors)?;
+        write_dump(dir, &episode.intermediates())?;
     }
     if a.json {
         let out = serde_json::json!({ "actions": actions, "actions_normalized": normalized });
@@ -504,7 +514,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         log_placements(backend.as_ref());
     }
     let obs = if a.observation.images.is_empty() {
-        let mut obs = sample_observation(&policy);
+        let mut obs = sample_observation(policy.as_ref());
         if a.observation.state.is_some() || a.observation.task.is_some() {
             let given = observation(&a.observation)?;
             obs.state = given.state.or(obs.state);
@@ -524,7 +534,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         runtime_library: backend.runtime_library(),
     };
     let quiet = a.json;
-    let report = run_bench(&policy, &obs, &cfg, |i, n| {
+    let report = run_bench(policy.as_ref(), &obs, &cfg, |i, n| {
         if !quiet {
             eprint!("\r  iteration {i}/{n}");
         }

@@ -202,20 +202,6 @@ fn episode_with_noise_of_the_wrong_shape_names_the_shape() {
 }
 
 #[test]
-fn episode_on_a_vla_jepa_export_points_to_vjx_run() {
-    let jepa = common::exported(&common::any_case());
-    let out = vjx()
-        .arg("episode")
-        .arg(&jepa)
-        .arg("--episode")
-        .arg(case("small_window").join("episode.json"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("vjx run"), "{}", stderr(&out));
-}
-
-#[test]
 fn bench_reports_each_stage_its_runs_per_chunk_and_the_cache_memory() {
     let out = vjx()
         .arg("bench")

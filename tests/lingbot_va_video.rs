@@ -9,9 +9,9 @@ use common::{copy_tree, exported_lingbot, lingbot_case, stderr, vjx};
 use ndarray::{Array4, Array5, Axis};
 use std::path::{Path, PathBuf};
 use vjx_runtime::backend::tract::TractBackend;
+use vjx_runtime::manifest::{Manifest, PolicySpec};
 use vjx_runtime::policy::lingbot_va::predicted_video::decode_latents;
 use vjx_runtime::policy::lingbot_va::LingbotVaPolicy;
-use vjx_runtime::policy::Policy;
 
 fn case() -> PathBuf {
     lingbot_case("small_window")
@@ -21,11 +21,12 @@ fn exported() -> PathBuf {
     exported_lingbot(&case())
 }
 
-fn load_policy(export: &Path) -> Box<LingbotVaPolicy> {
-    match Policy::load(export, &TractBackend::default()).unwrap() {
-        Policy::LingbotVa(policy) => policy,
-        Policy::VlaJepa(_) => panic!("{} is not a LingBot-VA export", export.display()),
-    }
+fn load_policy(export: &Path) -> LingbotVaPolicy {
+    let manifest = Manifest::load(export, true).unwrap();
+    let PolicySpec::LingbotVa(spec) = manifest.policy.clone() else {
+        panic!("{} is not a LingBot-VA export", export.display());
+    };
+    LingbotVaPolicy::load(export, manifest, spec, &TractBackend::default()).unwrap()
 }
 
 /// `chunk{k}/video_latents.npy` under `dir` (each `[z, F, h, W]`), with the batch axis back.

@@ -8,8 +8,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use vjx_format::{GraphEntry, PolicySpec};
 use vjx_graphs::{Model, Precision, WeightSource};
-use vjx_runtime::manifest::GraphEntry;
 
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -47,6 +47,21 @@ pub struct ExportReport {
     /// Peak resident memory of this process so far (Linux; null elsewhere).
     pub peak_rss_mb: Option<f64>,
 }
+
+/// Writes one policy's export into a staging dir; returns the backbone dir it read and the
+/// graphs it wrote.
+type PolicyExporter = fn(
+    &checkpoint::ResolvedRepo,
+    &ExportOptions,
+    &Path,
+    &Progress,
+) -> Result<(PathBuf, Vec<ExportedGraph>)>;
+
+/// The exporter of each policy type, by the `type` of its LeRobot config (the manifest's tag).
+const POLICY_EXPORTERS: [(&str, PolicyExporter); 2] = [
+    (PolicySpec::TYPES[0], crate::vla_jepa::export_vla_jepa),
+    (PolicySpec::TYPES[1], crate::lingbot_va::export_lingbot_va),
+];
 
 /// Files every LeRobot checkpoint has.
 pub const CHECKPOINT_FILES: &[&str] = &["config.json", "model.safetensors"];
@@ -96,16 +111,14 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
 
-    let (backbone_root, graphs) = match kind.as_str() {
-        "vla_jepa" => crate::vla_jepa::export_vla_jepa(&ckpt, opts, staging.path(), &progress)?,
-        "lingbot_va" => {
-            crate::lingbot_va::export_lingbot_va(&ckpt, opts, staging.path(), &progress)?
-        }
-        other => bail!(
-            "{}: policy type `{other}` is not supported (supported: vla_jepa, lingbot_va)",
-            config_path.display()
-        ),
+    let Some((_, export_policy)) = POLICY_EXPORTERS.iter().find(|(name, _)| *name == kind) else {
+        bail!(
+            "{}: policy type `{kind}` is not supported (supported: {})",
+            config_path.display(),
+            PolicySpec::TYPES.join(", ")
+        );
     };
+    let (backbone_root, graphs) = export_policy(&ckpt, opts, staging.path(), &progress)?;
 
     if opts.out.exists() {
         std::fs::remove_dir_all(&opts.out)
@@ -129,7 +142,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         weight_bytes: graphs.iter().map(|g| g.weight_bytes).sum(),
         graphs,
         seconds: start.elapsed().as_secs_f64(),
-        peak_rss_mb: vjx_runtime::bench::peak_rss_mb(),
+        peak_rss_mb: crate::progress::peak_rss_mb(),
     })
 }
 
@@ -191,7 +204,7 @@ pub(crate) fn checksum_other_files(out: &Path, files: &mut BTreeMap<String, Stri
         let path = entry?.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if let std::collections::btree_map::Entry::Vacant(e) = files.entry(name) {
-            e.insert(vjx_runtime::manifest::sha256_file(&path)?);
+            e.insert(vjx_format::sha256_file(&path)?);
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::safetensors_weights::{SafetensorsWeights, WeightsError};
-pub use vjx_runtime::postprocess::{FeatureNorm, NormMode, Normalization, PostStep};
+pub use vjx_format::normalization::{FeatureNorm, NormMode, Normalization, PostStep};
 
 pub const PREPROCESSOR_FILE: &str = "policy_preprocessor.json";
 pub const POSTPROCESSOR_FILE: &str = "policy_postprocessor.json";

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod export;
 pub mod lerobot_processors;
 pub mod lingbot_va;
+pub mod policy_tokenizer;
 pub mod progress;
 pub mod safetensors_weights;
 pub mod vla_jepa;

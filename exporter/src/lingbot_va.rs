@@ -14,12 +14,13 @@ use crate::safetensors_weights::ShardedWeights;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use vjx_format::lingbot_va::{roles, LingbotVaSpec};
+use vjx_format::{manifest, CameraSpec, Manifest, PolicySpec, Source};
 use vjx_graphs::lingbot_va::config::LingbotVaConfig;
 use vjx_graphs::lingbot_va::transformer;
 use vjx_graphs::umt5::{build_umt5_encoder_graph, Umt5Config};
 use vjx_graphs::wan_vae::{build_vae_decode_graphs, build_vae_encode_graphs, WanVaeConfig};
 use vjx_graphs::Precision;
-use vjx_runtime::manifest::{self, CameraSpec, LingbotVaSpec, Manifest, Source};
 
 const TRANSFORMER_PREFIX: &str = "transformer.";
 /// What `--backbone` (or `wan_pretrained_path`) must hold; weights are found per folder.
@@ -112,12 +113,12 @@ pub fn export_lingbot_va(
     let text_weights = open_weights(&text_dir, &["model"])?;
     let text_model = build_umt5_encoder_graph(&umt5_config, &text_weights, "")?;
     graphs.insert(
-        "text_encoder".to_string(),
+        roles::TEXT_ENCODER.to_string(),
         write_graph(
             text_model,
             &text_weights,
             out,
-            "text_encoder",
+            roles::TEXT_ENCODER,
             &mut report,
             &mut files,
         )?,
@@ -128,8 +129,8 @@ pub fn export_lingbot_va(
     let vae_weights = open_weights(&vae_dir, &["diffusion_pytorch_model", "model"])?;
     let (encode_first, encode_stream) = build_vae_encode_graphs(&vae_config, &vae_weights, "")?;
     for (role, model) in [
-        ("vae_encode_first", encode_first),
-        ("vae_encode_stream", encode_stream),
+        (roles::VAE_ENCODE_FIRST, encode_first),
+        (roles::VAE_ENCODE_STREAM, encode_stream),
     ] {
         graphs.insert(
             role.to_string(),
@@ -138,8 +139,8 @@ pub fn export_lingbot_va(
     }
     let (decode_first, decode_stream) = build_vae_decode_graphs(&vae_config, &vae_weights, "")?;
     for (role, model) in [
-        ("vae_decode_first", decode_first),
-        ("vae_decode_stream", decode_stream),
+        (roles::VAE_DECODE_FIRST, decode_first),
+        (roles::VAE_DECODE_STREAM, decode_stream),
     ] {
         graphs.insert(
             role.to_string(),
@@ -152,29 +153,36 @@ pub fn export_lingbot_va(
     let weights = ShardedWeights::open_dir(&ckpt.root)?;
     let condition = transformer::build_text_condition_graph(&config, &weights, TRANSFORMER_PREFIX)?;
     graphs.insert(
-        "text_condition".to_string(),
+        roles::TEXT_CONDITION.to_string(),
         write_graph(
             condition,
             &weights,
             out,
-            "text_condition",
+            roles::TEXT_CONDITION,
             &mut report,
             &mut files,
         )?,
     );
     let video = transformer::build_video_step_graph(&config, &weights, TRANSFORMER_PREFIX)?;
     graphs.insert(
-        "video_step".to_string(),
-        write_graph(video, &weights, out, "video_step", &mut report, &mut files)?,
+        roles::VIDEO_STEP.to_string(),
+        write_graph(
+            video,
+            &weights,
+            out,
+            roles::VIDEO_STEP,
+            &mut report,
+            &mut files,
+        )?,
     );
     let action = transformer::build_action_step_graph(&config, &weights, TRANSFORMER_PREFIX)?;
     graphs.insert(
-        "action_step".to_string(),
+        roles::ACTION_STEP.to_string(),
         write_graph(
             action,
             &weights,
             out,
-            "action_step",
+            roles::ACTION_STEP,
             &mut report,
             &mut files,
         )?,
@@ -228,17 +236,15 @@ pub fn export_lingbot_va(
     checksum_other_files(out, &mut files)?;
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
-        policy_type: "lingbot_va".to_string(),
         vjx_version: env!("CARGO_PKG_VERSION").to_string(),
-        precision: opts.precision.name().to_string(),
+        precision: opts.precision,
         source: Source {
             checkpoint: opts.checkpoint.clone(),
             backbone: backbone_spec,
             revision: opts.revision.clone(),
         },
         graphs,
-        vla_jepa: None,
-        lingbot_va: Some(LingbotVaSpec {
+        policy: PolicySpec::LingbotVa(LingbotVaSpec {
             cameras,
             policy_config_file: POLICY_CONFIG_FILE.to_string(),
             vae_config_file: VAE_CONFIG_FILE.to_string(),

@@ -4,18 +4,20 @@
 use crate::checkpoint::{self, ResolvedRepo};
 use crate::export::{checksum_other_files, read_json, write_graph, ExportOptions, ExportedGraph};
 use crate::lerobot_processors;
+use crate::policy_tokenizer;
 use crate::progress::Progress;
 use crate::safetensors_weights::ShardedWeights;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use vjx_format::chat_template::load_chat_template;
+use vjx_format::prompt::{PolicyTokenSpec, PromptSpec, DEFAULT_INSTRUCTION};
+use vjx_format::qwen_image::QwenImageProcessorConfig;
+use vjx_format::vla_jepa::{roles, VlaJepaSpec};
+use vjx_format::{manifest, CameraSpec, Manifest, PolicySpec, Source};
 use vjx_graphs::qwen3_vl::{text, vision, Qwen3VlConfig};
 use vjx_graphs::vla_jepa::{config::VlaJepaConfig, dit};
 use vjx_graphs::WeightSource;
-use vjx_runtime::manifest::{self, CameraSpec, Manifest, Source, VlaJepaSpec};
-use vjx_runtime::preprocess::prompt::{self, PromptSpec};
-use vjx_runtime::preprocess::qwen_image::QwenImageProcessorConfig;
-use vjx_runtime::preprocess::tokenize::{PolicyTokenSpec, PolicyTokenizer};
 
 const VISION_PREFIX: &str = "model.qwen.model.model.visual.";
 const TEXT_PREFIX: &str = "model.qwen.model.model.language_model.";
@@ -29,6 +31,7 @@ const EMBED_NAMES: [&str; 2] = [
 const BACKBONE_FILES: &[&str] = &["config.json", "tokenizer.json", "preprocessor_config.json"];
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+const BACKBONE_CONFIG_FILE: &str = "backbone_config.json";
 
 pub fn export_vla_jepa(
     ckpt: &ResolvedRepo,
@@ -53,7 +56,7 @@ pub fn export_vla_jepa(
         })?;
     let qwen: Qwen3VlConfig = read_json(&backbone.path("config.json"))?;
     let image_processor = QwenImageProcessorConfig::from_backbone_dir(&backbone.root)?;
-    let chat_template = prompt::load_chat_template(&backbone.root)?;
+    let chat_template = load_chat_template(&backbone.root)?;
 
     let weights = ShardedWeights::open_dir(&ckpt.root)?;
     let mut graphs = BTreeMap::new();
@@ -65,12 +68,12 @@ pub fn export_vla_jepa(
     let vision_model =
         vision::build_vision_graph_at(&qwen.vision_config, &weights, VISION_PREFIX, precision)?;
     graphs.insert(
-        "vision".to_string(),
+        roles::VISION.to_string(),
         write_graph(
             vision_model,
             &weights,
             out,
-            "vision",
+            roles::VISION,
             &mut report,
             &mut files,
         )?,
@@ -89,8 +92,15 @@ pub fn export_vla_jepa(
         precision,
     )?;
     graphs.insert(
-        "text".to_string(),
-        write_graph(text_model, &weights, out, "text", &mut report, &mut files)?,
+        roles::TEXT.to_string(),
+        write_graph(
+            text_model,
+            &weights,
+            out,
+            roles::TEXT,
+            &mut report,
+            &mut files,
+        )?,
     );
 
     progress.message("building the DiT graphs");
@@ -105,18 +115,18 @@ pub fn export_vla_jepa(
         condition_model,
         &weights,
         out,
-        "dit_condition",
+        roles::DIT_CONDITION,
         &mut report,
         &mut files,
     )?;
-    graphs.insert("dit_condition".to_string(), condition);
+    graphs.insert(roles::DIT_CONDITION.to_string(), condition);
     graphs.insert(
-        "dit_step".to_string(),
+        roles::DIT_STEP.to_string(),
         write_graph(
             step_model,
             &weights,
             out,
-            "dit_step",
+            roles::DIT_STEP,
             &mut report,
             &mut files,
         )?,
@@ -128,10 +138,19 @@ pub fn export_vla_jepa(
         &config.special_action_token,
         &config.embodied_action_token,
     );
-    let tokenizer = PolicyTokenizer::from_backbone(&backbone.path("tokenizer.json"), &token_spec)?;
-    tokenizer.save(&out.join(TOKENIZER_FILE))?;
-    let embodied_token_id = i64::from(tokenizer.token_id(&config.embodied_action_token)?);
+    let tokenizer_json = backbone.path("tokenizer.json");
+    let tokenizer = policy_tokenizer::with_policy_tokens(&tokenizer_json, &token_spec)?;
+    policy_tokenizer::save(&tokenizer, &out.join(TOKENIZER_FILE))?;
+    let embodied_token_id = i64::from(policy_tokenizer::token_id(
+        &tokenizer,
+        &config.embodied_action_token,
+        &tokenizer_json,
+    )?);
     std::fs::write(out.join(CHAT_TEMPLATE_FILE), &chat_template)?;
+    std::fs::write(
+        out.join(BACKBONE_CONFIG_FILE),
+        serde_json::to_string_pretty(&qwen)? + "\n",
+    )?;
 
     let fallbacks = lerobot_processors::PolicyFallbacks::from_policy_config(&config_json);
     let processors = lerobot_processors::read_processors(&ckpt.root, &fallbacks)?;
@@ -158,7 +177,7 @@ pub fn export_vla_jepa(
         cameras,
         resize_images_to: config.resize_images_to,
         image: image_processor,
-        backbone: qwen.clone(),
+        backbone_config_file: BACKBONE_CONFIG_FILE.to_string(),
         prompt: PromptSpec {
             template: config.prompt_template.clone(),
             action_token_format: config.special_action_token.clone(),
@@ -166,7 +185,7 @@ pub fn export_vla_jepa(
             tokens_per_step: config.num_action_tokens_per_timestep,
             num_steps: config.num_action_prompt_steps(),
             num_embodied: config.num_embodied_action_tokens_per_instruction,
-            default_instruction: prompt::DEFAULT_INSTRUCTION.to_string(),
+            default_instruction: DEFAULT_INSTRUCTION.to_string(),
         },
         tokenizer_file: TOKENIZER_FILE.to_string(),
         chat_template_file: CHAT_TEMPLATE_FILE.to_string(),
@@ -180,17 +199,15 @@ pub fn export_vla_jepa(
     checksum_other_files(out, &mut files)?;
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
-        policy_type: "vla_jepa".to_string(),
         vjx_version: env!("CARGO_PKG_VERSION").to_string(),
-        precision: precision.name().to_string(),
+        precision,
         source: Source {
             checkpoint: opts.checkpoint.clone(),
             backbone: backbone_spec,
             revision: opts.revision.clone(),
         },
+        policy: PolicySpec::VlaJepa(spec),
         graphs,
-        vla_jepa: Some(spec),
-        lingbot_va: None,
         normalization: processors.normalization,
         postprocess: processors.post_steps,
         files,

@@ -22,84 +22,13 @@ const EXTERNAL_THRESHOLD_BYTES: usize = 1024;
 /// Offsets in the external data file are aligned to this (lets runtimes mmap tensors).
 const EXTERNAL_ALIGN: u64 = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    F32,
-    F16,
-    I64,
-}
+pub use vjx_format::tensor::{DType, Dim, Precision, TensorSpec};
 
-impl DType {
-    fn onnx(self) -> DataType {
-        match self {
-            DType::F32 => DataType::Float,
-            DType::F16 => DataType::Float16,
-            DType::I64 => DataType::Int64,
-        }
-    }
-}
-
-/// The arithmetic of a graph's linear layers and attention products. Norms, softmax, rotary
-/// tables and residual sums stay f32 in every precision; graph inputs and outputs are f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    /// f16 weights and products, f32 accumulation where ONNX Runtime/TensorRT provide it.
-    F16,
-    /// int8 weights (per output channel) and ONNX's dynamic u8 quantization of the activations.
-    Int8,
-}
-
-impl Precision {
-    pub const NAMES: [&'static str; 3] = ["fp32", "fp16", "int8"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "fp32",
-            Precision::F16 => "fp16",
-            Precision::Int8 => "int8",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fp32" | "f32" => Ok(Precision::F32),
-            "fp16" | "f16" => Ok(Precision::F16),
-            "int8" => Ok(Precision::Int8),
-            other => Err(format!(
-                "unknown precision `{other}` (available: fp32, fp16, int8)"
-            )),
-        }
-    }
-}
-
-/// One dimension of a graph input or output: fixed, or named (symbolic).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-pub enum Dim {
-    Fixed(i64),
-    Named(String),
-}
-
-impl From<i64> for Dim {
-    fn from(v: i64) -> Self {
-        Dim::Fixed(v)
-    }
-}
-impl From<usize> for Dim {
-    fn from(v: usize) -> Self {
-        Dim::Fixed(v as i64)
-    }
-}
-impl From<&str> for Dim {
-    fn from(v: &str) -> Self {
-        Dim::Named(v.to_string())
+fn onnx_type(dtype: DType) -> DataType {
+    match dtype {
+        DType::F32 => DataType::Float,
+        DType::F16 => DataType::Float16,
+        DType::I64 => DataType::Int64,
     }
 }
 
@@ -111,14 +40,6 @@ impl Value {
     pub fn name(&self) -> &str {
         &self.0
     }
-}
-
-/// The description of one graph input or output, as recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TensorSpec {
-    pub name: String,
-    pub dtype: DType,
-    pub shape: Vec<Dim>,
 }
 
 /// Initializer contents, in the encoding stored in the graph.
@@ -590,7 +511,7 @@ impl GraphBuilder {
         self.op("Slice", &[x, &s, &e, &a], vec![])
     }
     pub fn cast(&mut self, x: &Value, to: DType) -> Value {
-        self.op("Cast", &[x], vec![("to", Attr::Int(to.onnx() as i64))])
+        self.op("Cast", &[x], vec![("to", Attr::Int(onnx_type(to) as i64))])
     }
 
     pub fn finish(self) -> Model {
@@ -665,7 +586,7 @@ fn value_info(spec: &TensorSpec) -> ValueInfoProto {
         r#type: Some(TypeProto {
             denotation: None,
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(spec.dtype.onnx() as i32),
+                elem_type: Some(onnx_type(spec.dtype) as i32),
                 shape: Some(TensorShapeProto { dim: dims }),
             })),
         }),

@@ -2,8 +2,8 @@
 
 use crate::backend::tensorrt_cache::EngineCache;
 use crate::backend::{Backend, Placement, RuntimeLibrary};
-use crate::policy::lingbot_va::{ChunkNoise, LingbotVaPolicy};
-use crate::policy::{Noise, Observation, Policy, PolicyError};
+pub use crate::policy::CacheMemory;
+use crate::policy::{Noise, Observation, PolicyEpisode, PolicyError, PolicyRunner};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,15 +26,6 @@ pub struct StagePercentiles {
     /// the percentiles are then per run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runs_per_chunk: Option<f64>,
-}
-
-/// Memory an autoregressive policy carries from chunk to chunk.
-#[derive(Debug, Clone, Serialize)]
-pub struct CacheMemory {
-    /// The transformer's self-attention K/V pools (all blocks, all CFG rows).
-    pub kv_cache_bytes: usize,
-    /// The streaming VAE encoder's causal-conv caches.
-    pub vae_cache_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,14 +108,17 @@ pub struct Starts {
 }
 
 /// Loads the policy in `dir`, drops it and loads it again; returns the second one.
-pub fn load_twice(dir: &Path, backend: &dyn Backend) -> Result<(Policy, Starts), PolicyError> {
+pub fn load_twice(
+    dir: &Path,
+    backend: &dyn Backend,
+) -> Result<(Box<dyn PolicyRunner>, Starts), PolicyError> {
     let t = Instant::now();
-    let first = Policy::load(dir, backend)?;
+    let first = crate::policy::load(dir, backend)?;
     let first_start_ms = t.elapsed().as_secs_f64() * 1e3;
     let placements = backend.placements();
     drop(first);
     let t = Instant::now();
-    let policy = Policy::load(dir, backend)?;
+    let policy = crate::policy::load(dir, backend)?;
     let warm_start_ms = t.elapsed().as_secs_f64() * 1e3;
     let first_start_engine_cache = EngineCacheSummary::of(&placements);
     Ok((
@@ -208,8 +202,8 @@ impl Samples {
             backend: cfg.backend.clone(),
             device: cfg.device.clone(),
             threads: cfg.threads,
-            precision: manifest.precision.clone(),
-            policy_type: manifest.policy_type.clone(),
+            precision: manifest.precision.name().to_string(),
+            policy_type: manifest.policy_type().to_string(),
             iters,
             warmup: cfg.warmup,
             latency_ms: Percentiles {
@@ -253,85 +247,48 @@ impl Samples {
     }
 }
 
+/// Times one episode fed the same observation: each timed chunk is the `select_action` call
+/// that predicts it (for LingBot-VA that includes feeding the executed chunk and keyframes back
+/// into the KV cache). The first chunk (prompt encoding, graph planning) is `first_call_ms`.
 pub fn run_bench(
-    policy: &Policy,
+    policy: &dyn PolicyRunner,
     observation: &Observation,
     cfg: &BenchConfig,
     mut on_iter: impl FnMut(usize, usize),
 ) -> Result<BenchReport, PolicyError> {
-    if let Policy::LingbotVa(p) = policy {
-        return bench_episode(p, observation, cfg, on_iter);
-    }
-    let manifest = policy.manifest();
-    let noise = Noise::Seeded(0);
-    let t = Instant::now();
-    policy.predict_chunk(observation, &noise, false)?;
-    let first_call_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut episode = policy.start_episode(Noise::Seeded(0));
+    let first_call_ms = next_chunk_ms(episode.as_mut(), observation)?;
     for _ in 0..cfg.warmup {
-        policy.predict_chunk(observation, &noise, false)?;
-    }
-    let iters = cfg.iters.max(1);
-    let mut samples = Samples::default();
-    for i in 0..iters {
-        let t = Instant::now();
-        let p = policy.predict_chunk(observation, &Noise::Seeded(i as u64 + 1), false)?;
-        samples.record(t.elapsed().as_secs_f64() * 1e3, p.timings_ms);
-        on_iter(i + 1, iters);
-    }
-    Ok(samples.report(
-        manifest,
-        cfg,
-        first_call_ms,
-        manifest.vla_jepa().n_action_steps,
-        None,
-    ))
-}
-
-/// LingBot-VA is autoregressive: one episode fed the same observation, timing the
-/// `select_action` calls that predict a chunk. The first chunk (prompt encoding, first VAE
-/// call) is `first_call_ms`; each timed chunk then includes the keyframe feedback into the
-/// KV cache, the video loop and the action loop.
-fn bench_episode(
-    policy: &LingbotVaPolicy,
-    observation: &Observation,
-    cfg: &BenchConfig,
-    mut on_iter: impl FnMut(usize, usize),
-) -> Result<BenchReport, PolicyError> {
-    let mut episode = policy.episode(ChunkNoise::Seeded(0));
-    let next_chunk =
-        |episode: &mut crate::policy::lingbot_va::Episode| -> Result<f64, PolicyError> {
-            loop {
-                let t = Instant::now();
-                let step = episode.select_action(observation)?;
-                if step.predicted {
-                    return Ok(t.elapsed().as_secs_f64() * 1e3);
-                }
-            }
-        };
-    let first_call_ms = next_chunk(&mut episode)?;
-    for _ in 0..cfg.warmup {
-        next_chunk(&mut episode)?;
+        next_chunk_ms(episode.as_mut(), observation)?;
     }
     episode.take_timings();
     let iters = cfg.iters.max(1);
     let mut samples = Samples::default();
     for i in 0..iters {
-        let ms = next_chunk(&mut episode)?;
+        let ms = next_chunk_ms(episode.as_mut(), observation)?;
         samples.record(ms, episode.take_timings());
         on_iter(i + 1, iters);
     }
-    let (kv_cache_bytes, vae_cache_bytes) = episode.cache_bytes();
-    let cache_memory = Some(CacheMemory {
-        kv_cache_bytes,
-        vae_cache_bytes,
-    });
     Ok(samples.report(
         policy.manifest(),
         cfg,
         first_call_ms,
-        policy.chunk_size(),
-        cache_memory,
+        policy.actions_per_chunk(),
+        episode.cache_memory(),
     ))
+}
+
+/// Calls `select_action` until one predicts a chunk; the milliseconds of that call.
+fn next_chunk_ms(
+    episode: &mut dyn PolicyEpisode,
+    observation: &Observation,
+) -> Result<f64, PolicyError> {
+    loop {
+        let t = Instant::now();
+        if episode.select_action(observation)?.predicted {
+            return Ok(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
 }
 
 #[cfg(test)]

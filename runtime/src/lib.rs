@@ -5,10 +5,8 @@
 pub mod backend;
 pub mod bench;
 pub mod check;
-pub mod manifest;
 pub mod npy;
 pub mod policy;
-pub mod postprocess;
 pub mod preprocess;
 
-pub use manifest::Manifest;
+pub use vjx_format::{manifest, normalization, Manifest};

@@ -5,6 +5,7 @@
 use ndarray::{Array3, Array5, ArrayD, Ix3, Ix5};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use vjx_runtime::normalization::{FeatureNorm, NormMode};
 use vjx_runtime::npy::read_f32;
 use vjx_runtime::policy::lingbot_va::actions::{
     select_used_channels, zero_unused_channels, UsedChannels,
@@ -14,7 +15,6 @@ use vjx_runtime::policy::lingbot_va::camera::{
 };
 use vjx_runtime::policy::lingbot_va::kv_cache::{CacheError, CacheUpdate, KvPools, SlotCache};
 use vjx_runtime::policy::lingbot_va::scheduler::FlowMatchScheduler;
-use vjx_runtime::postprocess::{FeatureNorm, NormMode};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lingbot_host")

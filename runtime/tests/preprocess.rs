@@ -4,12 +4,14 @@
 use ndarray::{array, Array1, Array2, Array3};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use vjx_format::chat_template::load_chat_template;
+use vjx_format::SpecError;
 use vjx_runtime::preprocess::image::{
     antialiased_resize, area_resize, load_rgb_f32, to_three_channels, ResizeFilter,
 };
 use vjx_runtime::preprocess::prompt::{
-    action_prompt, instruction_prompt, load_chat_template, num_action_prompt_steps, render_chat,
-    render_messages, PromptSpec, DEFAULT_INSTRUCTION,
+    action_prompt, instruction_prompt, num_action_prompt_steps, render_chat, render_messages,
+    PromptSpec, DEFAULT_INSTRUCTION,
 };
 use vjx_runtime::preprocess::qwen_image::{
     process_images, smart_resize, QwenImageProcessorConfig, QwenVisionInputs,
@@ -343,7 +345,7 @@ fn doubled_braces_in_the_template_are_literal_and_unknown_fields_fail() {
     };
     assert!(matches!(
         instruction_prompt(&spec, Some("go")),
-        Err(PreprocessError::PromptTemplate { .. })
+        Err(PreprocessError::Spec(SpecError::PromptTemplate { .. }))
     ));
 }
 
@@ -531,9 +533,18 @@ impl Case {
         )
     }
 
+    /// The tokenizer as an export holds it: the exporter adds the policy tokens, the runtime
+    /// loads the file it wrote.
     fn tokenizer(&self) -> PolicyTokenizer {
-        PolicyTokenizer::from_backbone(&self.backbone().join("tokenizer.json"), &self.token_spec())
-            .unwrap()
+        let augmented = vjx_exporter::policy_tokenizer::with_policy_tokens(
+            &self.backbone().join("tokenizer.json"),
+            &self.token_spec(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        vjx_exporter::policy_tokenizer::save(&augmented, &path).unwrap();
+        PolicyTokenizer::load(&path).unwrap()
     }
 }
 
@@ -701,7 +712,7 @@ fn augmented_tokenizer_round_trips_through_save_and_load() {
     let tokenizer = case.tokenizer();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokenizer.json");
-    tokenizer.save(&path).unwrap();
+    tokenizer.tokenizer().save(&path, false).unwrap();
     let reloaded = PolicyTokenizer::load(&path).unwrap();
     assert_eq!(
         reloaded.policy_token_ids(&case.token_spec()).unwrap(),

@@ -356,9 +356,7 @@ impl OrtBackend {
         profile: &ShapeProfile,
     ) -> Result<(TensorRtGraph, Option<CacheKey>), OrtBackendError> {
         let manifest = export_manifest(graph_file)?;
-        let precision = manifest
-            .as_ref()
-            .and_then(|m| m.precision.parse::<Precision>().ok());
+        let precision = manifest.as_ref().map(|m| m.precision);
         let fp16 = self.gpu.trt_fp16.enabled_for(precision);
         let Some(root) = &self.gpu.cache_dir else {
             return Ok((

@@ -76,8 +76,8 @@ pub fn check_export(dir: &Path, target: Target) -> Result<ExportReport, CheckErr
     Ok(ExportReport {
         target,
         export_dir: dir.to_path_buf(),
-        policy_type: manifest.policy_type.clone(),
-        precision: manifest.precision.clone(),
+        policy_type: manifest.policy_type().to_string(),
+        precision: manifest.precision.name().to_string(),
         summary: Summary::of(&graphs),
         graphs,
     })

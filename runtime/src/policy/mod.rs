@@ -1,13 +1,22 @@
-//! One pipeline per policy, behind a common entry point: [`Policy::load`] reads an export
-//! dir and [`Policy::predict_chunk`] turns one observation into one action chunk.
+//! One runner per policy, behind [`PolicyRunner`]: [`load`] reads an export dir and returns its
+//! policy's runner; [`PolicyRunner::start_episode`] begins a rollout ([`PolicyEpisode`]) that
+//! carries what the policy keeps between calls (caches, the action queue).
+//!
+//! A policy is a module here with one runner, plus its variant of [`PolicySpec`] in the format
+//! crate; [`load`] and [`shape_profiles`] are the only places that match on the variant.
 
+pub mod episode_file;
 pub mod lingbot_va;
+pub mod noise;
 pub mod observation;
 pub mod vla_jepa;
 
-use crate::backend::{Backend, ShapeProfile};
-use crate::manifest::{Manifest, ManifestError};
-pub use observation::{ImageInput, Noise, Observation};
+use crate::backend::{Backend, ShapeProfile, TensorValue};
+use crate::manifest::{Manifest, ManifestError, PolicySpec};
+pub use episode_file::EpisodeFile;
+pub use noise::{ChunkNoise, Noise};
+pub use observation::{ImageInput, Observation};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
@@ -22,8 +31,8 @@ pub enum PolicyError {
     Backend(#[from] crate::backend::BackendError),
     #[error(transparent)]
     Preprocess(#[from] crate::preprocess::PreprocessError),
-    #[error("export dir {dir}: policy type `{found}` is not supported by this runtime (supported: vla_jepa, lingbot_va)")]
-    UnsupportedPolicy { dir: String, found: String },
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Other(String),
 }
@@ -36,13 +45,13 @@ pub type StageTimings = Vec<(String, f64)>;
 pub struct Prediction {
     /// `[chunk_size, action_dim]`, row-major, after post-processing (robot units).
     pub actions: Vec<f32>,
-    /// The Euler result before clipping and unnormalization.
+    /// The sampler's result before clipping and unnormalization.
     pub actions_normalized: Vec<f32>,
     pub chunk_size: usize,
     pub action_dim: usize,
     pub timings_ms: StageTimings,
     /// Intermediate tensors by name, when asked for (`--dump`).
-    pub intermediates: BTreeMap<String, crate::backend::TensorValue>,
+    pub intermediates: BTreeMap<String, TensorValue>,
 }
 
 impl Prediction {
@@ -54,102 +63,112 @@ impl Prediction {
     }
 }
 
-/// A loaded export, ready to predict.
-pub enum Policy {
-    VlaJepa(Box<vla_jepa::VlaJepaPolicy>),
-    LingbotVa(Box<lingbot_va::LingbotVaPolicy>),
+/// What one `select_action` call returns.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// In robot units (after the postprocessor).
+    pub action: Vec<f32>,
+    /// In model space, before unnormalization.
+    pub action_normalized: Vec<f32>,
+    /// Whether this call predicted a new chunk (and so has timings).
+    pub predicted: bool,
 }
 
-impl Policy {
-    pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Self, PolicyError> {
-        let manifest = Manifest::load(dir, true)?;
-        match manifest.policy_type.as_str() {
-            "vla_jepa" => Ok(Policy::VlaJepa(Box::new(vla_jepa::VlaJepaPolicy::load(
-                dir, manifest, backend,
-            )?))),
-            "lingbot_va" => Ok(Policy::LingbotVa(Box::new(
-                lingbot_va::LingbotVaPolicy::load(dir, manifest, backend)?,
-            ))),
-            other => Err(PolicyError::UnsupportedPolicy {
-                dir: dir.display().to_string(),
-                found: other.to_string(),
-            }),
-        }
+/// Memory a policy carries from chunk to chunk.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheMemory {
+    /// The transformer's self-attention K/V pools (all blocks, all CFG rows).
+    pub kv_cache_bytes: usize,
+    /// The streaming VAE encoder's causal-conv caches.
+    pub vae_cache_bytes: usize,
+}
+
+/// A loaded export, ready to start episodes. What never changes lives here (graphs,
+/// tokenizer, configs); what a rollout accumulates lives in its [`PolicyEpisode`].
+pub trait PolicyRunner: Send + Sync {
+    fn manifest(&self) -> &Manifest;
+
+    /// Width of each action the policy returns.
+    fn action_dim(&self) -> usize;
+
+    /// Width of the robot state the policy reads; `None` for a policy that reads none.
+    fn state_dim(&self) -> Option<usize>;
+
+    /// Actions the robot executes from each predicted chunk (the control rate is this times
+    /// the chunk rate).
+    fn actions_per_chunk(&self) -> usize;
+
+    /// A new rollout drawing each chunk's initial noise from `noise`.
+    fn start_episode(&self, noise: Noise) -> Box<dyn PolicyEpisode + '_>;
+}
+
+/// One rollout of a policy.
+pub trait PolicyEpisode {
+    /// Upstream `predict_action_chunk`: the next chunk for `observation`, whole.
+    fn predict_chunk(&mut self, observation: &Observation) -> Result<Prediction, PolicyError>;
+
+    /// Upstream `select_action`: one action per call, predicting a chunk when the queue of
+    /// actions to execute runs dry.
+    fn select_action(&mut self, observation: &Observation) -> Result<Step, PolicyError>;
+
+    /// Back to the start of a rollout (upstream `reset`): caches and queue emptied.
+    fn reset(&mut self);
+
+    /// Chunks predicted since the start (or the last reset).
+    fn chunks(&self) -> usize;
+
+    /// Keeps every stage's tensors for [`Self::intermediates`] (`--dump`).
+    fn keep_intermediates(&mut self, keep: bool);
+
+    /// The kept tensors by name; a policy that predicts several chunks per rollout prefixes
+    /// them `chunk{k}/`.
+    fn intermediates(&self) -> BTreeMap<String, TensorValue>;
+
+    /// Stage timings of the chunks predicted since the last call, in order.
+    fn take_timings(&mut self) -> StageTimings;
+
+    /// Memory carried between chunks; `None` for a policy that carries none.
+    fn cache_memory(&self) -> Option<CacheMemory> {
+        None
     }
 
-    pub fn manifest(&self) -> &Manifest {
-        match self {
-            Policy::VlaJepa(p) => p.manifest(),
-            Policy::LingbotVa(p) => p.manifest(),
-        }
-    }
-
-    pub fn predict_chunk(
-        &self,
-        observation: &Observation,
-        noise: &Noise,
-        keep_intermediates: bool,
-    ) -> Result<Prediction, PolicyError> {
-        match self {
-            Policy::VlaJepa(p) => p.predict_chunk(observation, noise, keep_intermediates),
-            Policy::LingbotVa(p) => lingbot_first_chunk(p, observation, noise, keep_intermediates),
-        }
+    /// The video the policy predicts alongside its actions, for policies that predict one.
+    fn predicted_video(&mut self) -> Option<&mut dyn PredictedVideo> {
+        None
     }
 }
 
-/// The TensorRT shape profile [`Policy::load`] gives each graph role of the export in `dir`;
-/// roles loaded without one are absent (every LingBot-VA graph, VLA-JEPA's DiT graphs).
+/// A rollout's predicted video (LingBot-VA's world model).
+pub trait PredictedVideo {
+    /// Fails unless the export can decode what it predicts; check before a rollout.
+    fn check_decodable(&self) -> Result<(), PolicyError>;
+    /// Keeps every chunk's prediction from now on, for [`Self::decode`].
+    fn keep(&mut self);
+    /// The predictions kept so far as uint8 frames `[T, H, W, 3]`.
+    fn decode(&self) -> Result<ndarray::Array4<u8>, PolicyError>;
+}
+
+/// Loads the export in `dir` with its policy's runner; every file's checksum is checked.
+pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Box<dyn PolicyRunner>, PolicyError> {
+    let manifest = Manifest::load(dir, true)?;
+    Ok(match manifest.policy.clone() {
+        PolicySpec::VlaJepa(spec) => {
+            Box::new(vla_jepa::VlaJepaPolicy::load(dir, manifest, spec, backend)?)
+        }
+        PolicySpec::LingbotVa(spec) => Box::new(lingbot_va::LingbotVaPolicy::load(
+            dir, manifest, spec, backend,
+        )?),
+    })
+}
+
+/// The TensorRT shape profile [`load`] gives each graph role of the export in `dir`; roles
+/// loaded without one are absent (every LingBot-VA graph, VLA-JEPA's DiT graphs).
 pub fn shape_profiles(
     dir: &Path,
     manifest: &Manifest,
 ) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
-    match manifest.policy_type.as_str() {
-        "vla_jepa" => vla_jepa::shape_profiles_by_role(dir, manifest),
-        "lingbot_va" => Ok(BTreeMap::new()),
-        other => Err(PolicyError::UnsupportedPolicy {
-            dir: dir.display().to_string(),
-            found: other.to_string(),
-        }),
+    match &manifest.policy {
+        PolicySpec::VlaJepa(spec) => vla_jepa::shape_profiles_by_role(dir, spec),
+        PolicySpec::LingbotVa(_) => Ok(BTreeMap::new()),
     }
-}
-
-/// LingBot-VA's answer to one observation: the first chunk of a fresh episode.
-fn lingbot_first_chunk(
-    policy: &lingbot_va::LingbotVaPolicy,
-    observation: &Observation,
-    noise: &Noise,
-    keep_intermediates: bool,
-) -> Result<Prediction, PolicyError> {
-    let seed = match noise {
-        Noise::Seeded(seed) => *seed,
-        Noise::Given { .. } => {
-            return Err(PolicyError::Input(
-                "LingBot-VA takes its noise per chunk in upstream's shapes: use `vjx episode` with `noise` in episode.json".into(),
-            ))
-        }
-    };
-    let mut episode = policy.episode(lingbot_va::ChunkNoise::Seeded(seed));
-    episode.keep_intermediates(keep_intermediates);
-    // The rest of the chunk is queued: draining it needs no further observation.
-    let mut rows = vec![episode.select_action(observation)?];
-    while let Some(step) = episode.pop_queued() {
-        rows.push(step);
-    }
-    let action_dim = policy.action_dim();
-    let intermediates = episode
-        .intermediates()
-        .iter()
-        .map(|(k, v)| (k.clone(), crate::backend::TensorValue::F32(v.clone())))
-        .collect();
-    Ok(Prediction {
-        chunk_size: rows.len(),
-        action_dim,
-        actions: rows.iter().flat_map(|s| s.action.iter().copied()).collect(),
-        actions_normalized: rows
-            .iter()
-            .flat_map(|s| s.action_normalized.iter().copied())
-            .collect(),
-        timings_ms: episode.take_timings(),
-        intermediates,
-    })
 }

@@ -1,21 +1,30 @@
 //! The VLA-JEPA pipeline: camera frames → Qwen3-VL vision → text stack (read at the
 //! embodied-action rows) → DiT Euler loop → post-processing.
 
+pub mod episode;
+
 use super::observation::ImageInput;
-use super::{Noise, Observation, PolicyError, Prediction, StageTimings};
+use super::{Observation, PolicyError, Prediction, StageTimings};
 use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, TensorValue};
-use crate::manifest::{Manifest, VlaJepaSpec};
-use crate::postprocess::apply_post_steps;
+use crate::manifest::Manifest;
+use crate::normalization::apply_post_steps;
 use crate::preprocess::image::{self as img, ImageF32};
 use crate::preprocess::{prompt, qwen_image, tokenize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
+use vjx_format::vla_jepa::{roles, VlaJepaSpec};
+use vjx_graphs::qwen3_vl::Qwen3VlConfig;
 use vjx_graphs::qwen3_vl::{rope, text as text_io, vision as vision_io, vision_inputs};
 use vjx_graphs::vla_jepa::dit as dit_io;
 
+/// The name of the Euler start in given noise.
+pub const NOISE: &str = "actions";
+
 pub struct VlaJepaPolicy {
     manifest: Manifest,
+    spec: VlaJepaSpec,
+    backbone: Qwen3VlConfig,
     vision: Box<dyn GraphSession>,
     text: Box<dyn GraphSession>,
     /// Projects the conditioning into the cross-attention keys/values once per chunk (exports
@@ -32,16 +41,6 @@ struct Prepared {
     pixel_values: Vec<f32>,
     patch_dim: usize,
     grids: Vec<[usize; 3]>,
-}
-
-fn graph_path(dir: &Path, manifest: &Manifest, role: &str) -> Result<PathBuf, PolicyError> {
-    let entry = manifest.graphs.get(role).ok_or_else(|| {
-        PolicyError::Other(format!(
-            "{}: manifest lists no `{role}` graph",
-            dir.display()
-        ))
-    })?;
-    Ok(dir.join(&entry.file))
 }
 
 /// Camera frames (in camera order) and task → token ids and patches.
@@ -90,6 +89,7 @@ const PROMPT_TOKEN_SLACK: (usize, usize) = (48, 192);
 /// counts, and the default prompt's length with [`PROMPT_TOKEN_SLACK`] either way.
 fn shape_profiles(
     spec: &VlaJepaSpec,
+    backbone: &Qwen3VlConfig,
     tokenizer: &tokenize::PolicyTokenizer,
     chat_template: &str,
 ) -> Result<(ShapeProfile, ShapeProfile), PolicyError> {
@@ -105,7 +105,7 @@ fn shape_profiles(
         })
         .collect();
     let prep = prepare_frames(spec, tokenizer, chat_template, frames, None)?;
-    let vcfg = &spec.backbone.vision_config;
+    let vcfg = &backbone.vision_config;
     let patches: Vec<usize> = prep.grids.iter().map(|g| g[0] * g[1] * g[2]).collect();
     let (pmin, pmax) = (
         *patches.iter().min().unwrap_or(&1),
@@ -153,7 +153,7 @@ fn shape_profiles(
             ),
         ],
     };
-    let tcfg = &spec.backbone.text_config;
+    let tcfg = &backbone.text_config;
     let (hidden, thd) = (tcfg.hidden_size, tcfg.head_dim());
     let merge = spec.image.merge_size * spec.image.merge_size;
     let image_rows: usize = patches.iter().map(|p| p / merge).sum();
@@ -206,46 +206,75 @@ fn shape_profiles(
 /// The profiles [`VlaJepaPolicy::load`] gives the `vision` and `text` graphs, by role.
 pub(crate) fn shape_profiles_by_role(
     dir: &Path,
-    manifest: &Manifest,
+    spec: &VlaJepaSpec,
 ) -> Result<BTreeMap<String, ShapeProfile>, PolicyError> {
-    let spec = manifest.vla_jepa();
-    let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
-    let template_path = dir.join(&spec.chat_template_file);
-    let chat_template = std::fs::read_to_string(&template_path)
-        .map_err(|e| PolicyError::Other(format!("{}: {e}", template_path.display())))?;
-    let (vision, text) = shape_profiles(spec, &tokenizer, &chat_template)?;
+    let files = ExportFiles::read(dir, spec)?;
+    let (vision, text) = shape_profiles(
+        spec,
+        &files.backbone,
+        &files.tokenizer,
+        &files.chat_template,
+    )?;
     Ok(BTreeMap::from([
-        ("vision".to_string(), vision),
-        ("text".to_string(), text),
+        (roles::VISION.to_string(), vision),
+        (roles::TEXT.to_string(), text),
     ]))
+}
+
+/// The export's files besides its graphs, parsed.
+struct ExportFiles {
+    backbone: Qwen3VlConfig,
+    tokenizer: tokenize::PolicyTokenizer,
+    chat_template: String,
+}
+
+impl ExportFiles {
+    fn read(dir: &Path, spec: &VlaJepaSpec) -> Result<Self, PolicyError> {
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read_to_string(&path)
+                .map_err(|e| PolicyError::Other(format!("{}: {e}", path.display())))
+        };
+        let backbone = serde_json::from_str(&read(&spec.backbone_config_file)?).map_err(|e| {
+            PolicyError::Other(format!(
+                "{}: {e}",
+                dir.join(&spec.backbone_config_file).display()
+            ))
+        })?;
+        Ok(ExportFiles {
+            backbone,
+            tokenizer: tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?,
+            chat_template: read(&spec.chat_template_file)?,
+        })
+    }
 }
 
 impl VlaJepaPolicy {
     pub fn load(
         dir: &Path,
         manifest: Manifest,
+        spec: VlaJepaSpec,
         backend: &dyn Backend,
     ) -> Result<Self, PolicyError> {
-        let spec = manifest.vla_jepa();
-        let tokenizer = tokenize::PolicyTokenizer::load(&dir.join(&spec.tokenizer_file))?;
-        let chat_template =
-            std::fs::read_to_string(dir.join(&spec.chat_template_file)).map_err(|e| {
-                PolicyError::Other(format!(
-                    "{}: {e}",
-                    dir.join(&spec.chat_template_file).display()
-                ))
-            })?;
-        let (vision_profile, text_profile) = shape_profiles(spec, &tokenizer, &chat_template)?;
-        let vision =
-            backend.load_profiled(&graph_path(dir, &manifest, "vision")?, &vision_profile)?;
-        let text = backend.load_profiled(&graph_path(dir, &manifest, "text")?, &text_profile)?;
-        let dit_condition = match manifest.graphs.contains_key("dit_condition") {
-            true => Some(backend.load(&graph_path(dir, &manifest, "dit_condition")?)?),
+        let ExportFiles {
+            backbone,
+            tokenizer,
+            chat_template,
+        } = ExportFiles::read(dir, &spec)?;
+        let (vision_profile, text_profile) =
+            shape_profiles(&spec, &backbone, &tokenizer, &chat_template)?;
+        let graph = |role: &str| manifest.graph_path(dir, role);
+        let vision = backend.load_profiled(&graph(roles::VISION)?, &vision_profile)?;
+        let text = backend.load_profiled(&graph(roles::TEXT)?, &text_profile)?;
+        let dit_condition = match manifest.graphs.contains_key(roles::DIT_CONDITION) {
+            true => Some(backend.load(&graph(roles::DIT_CONDITION)?)?),
             false => None,
         };
-        let dit_step = backend.load(&graph_path(dir, &manifest, "dit_step")?)?;
+        let dit_step = backend.load(&graph(roles::DIT_STEP)?)?;
         Ok(VlaJepaPolicy {
             manifest,
+            spec,
+            backbone,
             vision,
             text,
             dit_condition,
@@ -260,7 +289,7 @@ impl VlaJepaPolicy {
     }
 
     fn check_observation(&self, obs: &Observation) -> Result<(), PolicyError> {
-        let spec = self.manifest.vla_jepa();
+        let spec = &self.spec;
         let known: Vec<&str> = spec.cameras.iter().map(|c| c.key.as_str()).collect();
         for key in obs.images.keys() {
             if !known.contains(&key.as_str()) {
@@ -315,7 +344,7 @@ impl VlaJepaPolicy {
     }
 
     fn prepare(&self, obs: &Observation) -> Result<Prepared, PolicyError> {
-        let spec = self.manifest.vla_jepa();
+        let spec = &self.spec;
         let mut frames = Vec::with_capacity(spec.cameras.len());
         for camera in &spec.cameras {
             frames.push(self.frame(&camera.key, &obs.images[&camera.key])?);
@@ -332,7 +361,7 @@ impl VlaJepaPolicy {
     /// Runs the vision graph once per image; returns `(image_embeds, deepstack[k])`, rows of all
     /// images concatenated in camera order.
     fn encode_images(&self, prep: &Prepared) -> Result<(Vec<f32>, Vec<Vec<f32>>), PolicyError> {
-        let vcfg = &self.manifest.vla_jepa().backbone.vision_config;
+        let vcfg = &self.backbone.vision_config;
         let taps = vcfg.deepstack_visual_indexes.len();
         let (mut embeds, mut deepstack) = (Vec::new(), vec![Vec::new(); taps]);
         let mut offset = 0;
@@ -381,11 +410,11 @@ impl VlaJepaPolicy {
         image_embeds: &[f32],
         deepstack: &[Vec<f32>],
     ) -> Result<(Vec<f32>, usize), PolicyError> {
-        let spec = self.manifest.vla_jepa();
-        let tcfg = &spec.backbone.text_config;
+        let spec = &self.spec;
+        let tcfg = &self.backbone.text_config;
         let hidden = tcfg.hidden_size;
         let seq = input_ids.len();
-        let image_token = spec.backbone.image_token_id;
+        let image_token = self.backbone.image_token_id;
         let positions =
             rope::mrope_position_ids(input_ids, grids, image_token, spec.image.merge_size);
         let (cos, sin) = rope::mrope_cos_sin(tcfg, &positions);
@@ -448,16 +477,22 @@ impl VlaJepaPolicy {
         Ok((take_f32(&mut out, text_io::READOUT_HIDDEN)?, readout.len()))
     }
 
+    /// The Euler start `[chunk_size, action_dim]` is named [`NOISE`] in given noise.
+    pub fn noise_shape(&self) -> [usize; 2] {
+        [self.spec.chunk_size, self.spec.action_dim]
+    }
+
+    /// One chunk from `obs`, the Euler loop starting at `noise` (`[chunk_size, action_dim]`).
     pub fn predict_chunk(
         &self,
         obs: &Observation,
-        noise: &Noise,
+        noise: ndarray::ArrayD<f32>,
         keep: bool,
     ) -> Result<Prediction, PolicyError> {
-        let spec = self.manifest.vla_jepa();
+        let spec = &self.spec;
         let (chunk, adim) = (spec.chunk_size, spec.action_dim);
         self.check_observation(obs)?;
-        let mut x = noise.materialize(chunk, adim)?;
+        let mut x = noise.into_raw_vec_and_offset().0;
         let mut timings: StageTimings = Vec::new();
         let mut dump = BTreeMap::new();
 
@@ -540,7 +575,7 @@ impl VlaJepaPolicy {
 
         if keep {
             let rows = |v: &[f32], w: usize| TensorValue::f32(&[v.len() / w, w], v.to_vec());
-            let hidden = spec.backbone.text_config.hidden_size;
+            let hidden = self.backbone.text_config.hidden_size;
             dump.insert(
                 "input_ids".into(),
                 TensorValue::i64(&[prep.input_ids.len()], prep.input_ids.clone()),

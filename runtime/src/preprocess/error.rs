@@ -12,28 +12,14 @@ pub enum PreprocessError {
     },
     #[error("image {what}: {reason}")]
     ImageShape { what: String, reason: String },
-    #[error("reading {path}: {reason}")]
-    FileRead { path: PathBuf, reason: String },
-    #[error("{path}: key `{key}`: {reason}")]
-    ConfigField {
-        path: PathBuf,
-        key: String,
-        reason: String,
-    },
-    #[error("prompt template {template:?}: {reason}")]
-    PromptTemplate { template: String, reason: String },
+    #[error(transparent)]
+    Spec(#[from] vjx_format::SpecError),
     #[error("chat template: {0}")]
     ChatTemplate(#[from] minijinja::Error),
     #[error("tokenizer {path}: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
     #[error("tokenizing prompt {text:?}: {reason}")]
     PromptEncoding { text: String, reason: String },
-    #[error("added token {token:?} got id {actual}, upstream gives it {expected}")]
-    AddedTokenId {
-        token: String,
-        expected: u32,
-        actual: u32,
-    },
     #[error(
         "the rendered chat has {in_text} `{token}` placeholders but {images} images were given"
     )]

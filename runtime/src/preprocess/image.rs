@@ -4,8 +4,8 @@
 
 use super::PreprocessError;
 use ndarray::{Array3, ArrayView3, Axis};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
+pub use vjx_format::qwen_image::ResizeFilter;
 
 /// A float32 image, [channels, height, width].
 pub type ImageF32 = Array3<f32>;
@@ -79,43 +79,31 @@ fn pooling_window(index: usize, in_len: usize, out_len: usize) -> (usize, usize)
     (start, end)
 }
 
-/// The interpolation kernel of an antialiased resize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResizeFilter {
-    /// Triangle kernel, support 1.
-    Bilinear,
-    /// Keys cubic with a = −0.5 (PIL's), support 2.
-    Bicubic,
+fn half_support(filter: ResizeFilter) -> f32 {
+    match filter {
+        ResizeFilter::Bilinear => 1.0,
+        ResizeFilter::Bicubic => 2.0,
+    }
 }
 
-impl ResizeFilter {
-    fn half_support(self) -> f32 {
-        match self {
-            ResizeFilter::Bilinear => 1.0,
-            ResizeFilter::Bicubic => 2.0,
-        }
-    }
-
-    fn weight(self, x: f32) -> f32 {
-        let x = x.abs();
-        match self {
-            ResizeFilter::Bilinear => {
-                if x < 1.0 {
-                    1.0 - x
-                } else {
-                    0.0
-                }
+fn kernel_weight(filter: ResizeFilter, x: f32) -> f32 {
+    let x = x.abs();
+    match filter {
+        ResizeFilter::Bilinear => {
+            if x < 1.0 {
+                1.0 - x
+            } else {
+                0.0
             }
-            ResizeFilter::Bicubic => {
-                const A: f32 = -0.5;
-                if x < 1.0 {
-                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-                } else if x < 2.0 {
-                    ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
-                } else {
-                    0.0
-                }
+        }
+        ResizeFilter::Bicubic => {
+            const A: f32 = -0.5;
+            if x < 1.0 {
+                ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+            } else if x < 2.0 {
+                ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A
+            } else {
+                0.0
             }
         }
     }
@@ -153,11 +141,11 @@ impl AxisTaps {
         let scale = in_len as f32 / out_len as f32;
         let (support, inv_scale) = if scale >= 1.0 {
             (
-                (f64::from(filter.half_support()) * f64::from(scale)) as f32,
+                (f64::from(half_support(filter)) * f64::from(scale)) as f32,
                 (1.0 / f64::from(scale)) as f32,
             )
         } else {
-            (filter.half_support(), 1.0)
+            (half_support(filter), 1.0)
         };
         let max_taps = support.ceil() as usize * 2 + 1;
         let taps = (0..out_len)
@@ -169,7 +157,7 @@ impl AxisTaps {
                 let mut weights: Vec<f32> = (0..count)
                     .map(|j| {
                         let offset = f64::from((j + first) as f32 - center) + 0.5;
-                        filter.weight((offset * f64::from(inv_scale)) as f32)
+                        kernel_weight(filter, (offset * f64::from(inv_scale)) as f32)
                     })
                     .collect();
                 let total: f32 = weights.iter().sum();

@@ -6,44 +6,10 @@
 use super::PreprocessError;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::Path;
-
-/// The instruction upstream uses when an observation carries no task at all.
-pub const DEFAULT_INSTRUCTION: &str = "Execute the robot action.";
-
-/// Everything the instruction prompt depends on, taken from the policy config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PromptSpec {
-    /// `prompt_template`, with `{instruction}`, `{actions}` and `{e_actions}` fields.
-    pub template: String,
-    /// `special_action_token`, e.g. `<|action_{}|>`.
-    pub action_token_format: String,
-    /// `embodied_action_token`.
-    pub embodied_token: String,
-    /// `num_action_tokens_per_timestep`.
-    pub tokens_per_step: usize,
-    /// `num_video_frames / tubelet_size - 1`, see [`num_action_prompt_steps`].
-    pub num_steps: usize,
-    /// `num_embodied_action_tokens_per_instruction`.
-    pub num_embodied: usize,
-    /// Used when the task is missing; upstream hard-codes [`DEFAULT_INSTRUCTION`].
-    pub default_instruction: String,
-}
-
-/// How many action steps the prompt names: `num_video_frames // tubelet_size - 1`.
-pub fn num_action_prompt_steps(num_video_frames: usize, tubelet_size: usize) -> usize {
-    (num_video_frames / tubelet_size).saturating_sub(1)
-}
-
-/// The `index`-th action token: `format` with its `{}` field filled, as Python's
-/// `str.format(index)` does.
-pub fn action_token(format: &str, index: usize) -> Result<String, PreprocessError> {
-    python_format(format, |name, position| {
-        (name.is_empty() && position == 0 || name == "0").then(|| index.to_string())
-    })
-}
+pub use vjx_format::prompt::{
+    action_token, num_action_prompt_steps, python_format, PromptSpec, DEFAULT_INSTRUCTION,
+};
 
 /// `{actions}`: each of the first `num_steps` action tokens, repeated `tokens_per_step` times.
 pub fn action_prompt(spec: &PromptSpec) -> Result<String, PreprocessError> {
@@ -68,117 +34,12 @@ pub fn instruction_prompt(
     let instruction = task.unwrap_or(&spec.default_instruction);
     let actions = action_prompt(spec)?;
     let e_actions = embodied_prompt(spec);
-    python_format(&spec.template, |name, _| match name {
+    Ok(python_format(&spec.template, |name, _| match name {
         "instruction" => Some(instruction.to_string()),
         "actions" => Some(actions.clone()),
         "e_actions" => Some(e_actions.clone()),
         _ => None,
-    })
-}
-
-/// Python `str.format` for plain replacement fields: `{name}` (or `{}` / `{0}`, numbered
-/// automatically), with `{{` and `}}` as literal braces. Substituted text is not re-scanned.
-/// Format specs and conversions are refused rather than misread.
-fn python_format(
-    template: &str,
-    lookup: impl Fn(&str, usize) -> Option<String>,
-) -> Result<String, PreprocessError> {
-    let fail = |reason: String| PreprocessError::PromptTemplate {
-        template: template.to_string(),
-        reason,
-    };
-    let mut out = String::with_capacity(template.len());
-    let mut chars = template.chars().peekable();
-    let mut next_position = 0;
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                out.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                out.push('}');
-            }
-            '}' => return Err(fail("single '}' encountered".into())),
-            '{' => {
-                let mut name = String::new();
-                loop {
-                    match chars.next() {
-                        Some('}') => break,
-                        Some(ch @ ('{' | ':' | '!' | '.' | '[')) => {
-                            return Err(fail(format!(
-                                "unsupported character {ch:?} in field {{{name}"
-                            )))
-                        }
-                        Some(ch) => name.push(ch),
-                        None => return Err(fail("unclosed '{'".into())),
-                    }
-                }
-                let value = lookup(&name, next_position)
-                    .ok_or_else(|| fail(format!("unknown field {{{name}}}")))?;
-                if name.is_empty() {
-                    next_position += 1;
-                }
-                out.push_str(&value);
-            }
-            other => out.push(other),
-        }
-    }
-    Ok(out)
-}
-
-/// Reads the processor's chat template from a backbone directory with transformers'
-/// precedence: the `chat_template` key of `processor_config.json`, then the legacy
-/// `chat_template.json`, then `chat_template.jinja`. The tokenizer's own template is not a
-/// fallback: upstream's processor refuses to run without one of these.
-pub fn load_chat_template(backbone_dir: &Path) -> Result<String, PreprocessError> {
-    let read = |path: &Path| {
-        std::fs::read_to_string(path).map_err(|e| PreprocessError::FileRead {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
-    };
-    let template_in_json = |path: &Path| -> Result<Option<String>, PreprocessError> {
-        let json: serde_json::Value =
-            serde_json::from_str(&read(path)?).map_err(|e| PreprocessError::FileRead {
-                path: path.to_path_buf(),
-                reason: format!("invalid JSON: {e}"),
-            })?;
-        match json.get("chat_template") {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(PreprocessError::ConfigField {
-                path: path.to_path_buf(),
-                key: "chat_template".into(),
-                reason: "expected a single template string".into(),
-            }),
-        }
-    };
-    let processor_config = backbone_dir.join("processor_config.json");
-    if processor_config.is_file() {
-        if let Some(text) = template_in_json(&processor_config)? {
-            return Ok(text);
-        }
-    }
-    let legacy = backbone_dir.join("chat_template.json");
-    if legacy.is_file() {
-        return template_in_json(&legacy)?.ok_or_else(|| PreprocessError::ConfigField {
-            path: legacy.clone(),
-            key: "chat_template".into(),
-            reason: "missing".into(),
-        });
-    }
-    let jinja = backbone_dir.join("chat_template.jinja");
-    if jinja.is_file() {
-        return read(&jinja);
-    }
-    Err(PreprocessError::FileRead {
-        path: backbone_dir.to_path_buf(),
-        reason:
-            "no chat template (processor_config.json, chat_template.json or chat_template.jinja)"
-                .into(),
-    })
+    })?)
 }
 
 /// The one-turn conversation upstream sends: a user message whose content is one image entry

@@ -1,48 +1,15 @@
-//! The backbone tokenizer with the policy's added tokens, and the prompt encoding upstream
+//! The export's tokenizer (the backbone's, with the policy's added tokens), and the prompt encoding upstream
 //! does: each `<|image_pad|>` expanded to one copy per merged vision token, then tokenized
 //! without adding special tokens.
 
 use super::prompt::action_token;
 use super::PreprocessError;
 use std::path::{Path, PathBuf};
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::Tokenizer;
+pub use vjx_format::prompt::PolicyTokenSpec;
 
 /// The placeholder the chat template writes once per image.
 pub const IMAGE_PAD_TOKEN: &str = "<|image_pad|>";
-
-/// The tokens the policy adds to the backbone vocabulary, in upstream's order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PolicyTokenSpec {
-    /// `special_action_token`, e.g. `<|action_{}|>`.
-    pub action_token_format: String,
-    /// `chunk_size * 4`: upstream's count, independent of how many the prompt uses.
-    pub action_token_count: usize,
-    /// `embodied_action_token`.
-    pub embodied_token: String,
-}
-
-impl PolicyTokenSpec {
-    pub fn for_chunk_size(
-        chunk_size: usize,
-        action_token_format: &str,
-        embodied_token: &str,
-    ) -> Self {
-        PolicyTokenSpec {
-            action_token_format: action_token_format.to_string(),
-            action_token_count: chunk_size * 4,
-            embodied_token: embodied_token.to_string(),
-        }
-    }
-
-    /// `<|action_0|>` … `<|action_{count-1}|>`, then the embodied token.
-    pub fn tokens(&self) -> Result<Vec<String>, PreprocessError> {
-        let mut tokens = (0..self.action_token_count)
-            .map(|k| action_token(&self.action_token_format, k))
-            .collect::<Result<Vec<_>, _>>()?;
-        tokens.push(self.embodied_token.clone());
-        Ok(tokens)
-    }
-}
 
 /// The ids of the policy's added tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,40 +25,7 @@ pub struct PolicyTokenizer {
 }
 
 impl PolicyTokenizer {
-    /// Loads the backbone `tokenizer.json` and adds the policy tokens one at a time as special
-    /// tokens (not normalized, no stripping), skipping any the vocabulary already has, as
-    /// upstream's `add_tokens([token], special_tokens=True)` loop does. Each new token must
-    /// land at the id upstream gives it: the tokenizer's length just before it was added.
-    pub fn from_backbone(
-        tokenizer_json: &Path,
-        spec: &PolicyTokenSpec,
-    ) -> Result<Self, PreprocessError> {
-        let mut loaded = Self::load(tokenizer_json)?;
-        for token in spec.tokens()? {
-            if loaded.tokenizer.token_to_id(&token).is_some() {
-                continue;
-            }
-            let expected = loaded.tokenizer.get_vocab_size(true) as u32;
-            loaded
-                .tokenizer
-                .add_special_tokens([AddedToken::from(token.clone(), true)])
-                .map_err(|e| PreprocessError::Tokenizer {
-                    path: tokenizer_json.to_path_buf(),
-                    reason: format!("adding {token:?}: {e}"),
-                })?;
-            let actual = loaded.token_id(&token)?;
-            if actual != expected {
-                return Err(PreprocessError::AddedTokenId {
-                    token,
-                    expected,
-                    actual,
-                });
-            }
-        }
-        Ok(loaded)
-    }
-
-    /// Loads a tokenizer file as is (a backbone's, or one written by [`Self::save`]).
+    /// Loads a tokenizer file as is (a backbone's, or the one an export holds).
     /// Padding and truncation are switched off: one prompt is encoded at a time, whole.
     pub fn load(path: &Path) -> Result<Self, PreprocessError> {
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| PreprocessError::Tokenizer {
@@ -109,16 +43,6 @@ impl PolicyTokenizer {
             tokenizer,
             source: path.to_path_buf(),
         })
-    }
-
-    /// Writes the tokenizer, added tokens included, as a `tokenizer.json`.
-    pub fn save(&self, path: &Path) -> Result<(), PreprocessError> {
-        self.tokenizer
-            .save(path, false)
-            .map_err(|e| PreprocessError::Tokenizer {
-                path: path.to_path_buf(),
-                reason: format!("writing: {e}"),
-            })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

@@ -11,12 +11,10 @@ use super::scheduler::FlowMatchScheduler;
 use super::vae_stream::VaeStream;
 use super::LingbotVaPolicy;
 use crate::backend::{GraphSession, TensorValue};
-use crate::policy::{ImageInput, Observation, PolicyError, StageTimings};
-use crate::postprocess::apply_post_steps;
+use crate::normalization::apply_post_steps;
+use crate::policy::{ImageInput, Noise, Observation, PolicyError, StageTimings, Step};
 use crate::preprocess::image::{self as img, ImageF32};
 use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Ix5};
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 use vjx_graphs::lingbot_va::rope::{action_grid, rope_tables, video_grid};
@@ -30,26 +28,10 @@ use vjx_graphs::lingbot_va::CameraLayout;
 /// One call's action: `(action, action_normalized)`.
 type ActionRow = (Vec<f32>, Vec<f32>);
 
-/// The initial noise of each predicted chunk.
-#[derive(Debug, Clone)]
-pub enum ChunkNoise {
-    /// Per chunk: video latents `[1, 48, F, h, W]` and actions `[1, action_dim, F, apf, 1]`
-    /// in upstream's shapes (parity runs inject upstream's noise).
-    Given(Vec<(ArrayD<f32>, ArrayD<f32>)>),
-    /// Standard normal noise; chunk k draws from `seed + k`.
-    Seeded(u64),
-}
-
-/// What one `select_action` call returns.
-#[derive(Debug, Clone)]
-pub struct Step {
-    /// In robot units (after the postprocessor).
-    pub action: Vec<f32>,
-    /// In model space, before unnormalization.
-    pub action_normalized: Vec<f32>,
-    /// Whether this call predicted a new chunk (and so has timings).
-    pub predicted: bool,
-}
+/// The names of each chunk's arrays in given noise: video latents `[1, 48, F, h, W]` and
+/// actions `[1, action_dim, F, apf, 1]`, in upstream's shapes.
+pub const NOISE_LATENTS: &str = "latents";
+pub const NOISE_ACTIONS: &str = "actions";
 
 /// Which transformer stream a forward runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +55,7 @@ struct Cache {
 
 pub struct Episode<'p> {
     policy: &'p LingbotVaPolicy,
-    noise: ChunkNoise,
+    noise: Noise,
     used: UsedChannels,
     // select_action state
     started: bool,
@@ -109,7 +91,7 @@ fn repeat_batch(x: &ArrayD<f32>, batch: usize) -> ArrayD<f32> {
 }
 
 impl<'p> Episode<'p> {
-    pub(super) fn new(policy: &'p LingbotVaPolicy, noise: ChunkNoise) -> Self {
+    pub(super) fn new(policy: &'p LingbotVaPolicy, noise: Noise) -> Self {
         let cfg = policy.config();
         let used = UsedChannels::new(cfg.used_action_channel_ids.clone(), cfg.action_dim)
             .expect("config checked the used channels");
@@ -369,42 +351,20 @@ impl<'p> Episode<'p> {
         let f = cfg.frame_chunk_size;
         let latent_shape = [1, cfg.in_channels, f, h, w];
         let action_shape = [1, cfg.action_dim, f, cfg.action_per_frame, 1];
-        let (latents, actions) = match &self.noise {
-            ChunkNoise::Given(list) => {
-                let (l, a) = list.get(k).ok_or_else(|| {
-                    PolicyError::Input(format!(
-                        "noise is given for {} chunks but chunk {k} is being predicted; give one entry per chunk",
-                        list.len()
-                    ))
-                })?;
-                for (what, array, shape) in [
-                    ("latents", l, &latent_shape[..]),
-                    ("actions", a, &action_shape[..]),
-                ] {
-                    if array.shape() != shape {
-                        return Err(PolicyError::Input(format!(
-                            "noise {what} of chunk {k} has shape {:?}, this policy needs {shape:?}",
-                            array.shape()
-                        )));
-                    }
-                    if let Some(v) = array.iter().find(|v| !v.is_finite()) {
-                        return Err(PolicyError::Input(format!(
-                            "noise {what} of chunk {k} holds {v}"
-                        )));
-                    }
-                }
-                (l.clone(), a.clone())
-            }
-            ChunkNoise::Seeded(seed) => {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(seed.wrapping_add(k as u64));
-                let mut draw = |shape: &[usize]| {
-                    let n = shape.iter().product();
-                    let data = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();
-                    ArrayD::from_shape_vec(shape.to_vec(), data).expect("shape")
-                };
-                (draw(&latent_shape), draw(&action_shape))
-            }
-        };
+        let mut arrays = self
+            .noise
+            .chunk(
+                k,
+                &[
+                    (NOISE_LATENTS, &latent_shape),
+                    (NOISE_ACTIONS, &action_shape),
+                ],
+            )?
+            .into_iter();
+        let (latents, actions) = (
+            arrays.next().expect("latents asked for"),
+            arrays.next().expect("actions asked for"),
+        );
         let latents = latents.into_dimensionality::<Ix5>().expect("checked shape");
         let actions = actions
             .into_shape_with_order(vec![cfg.action_dim, f, cfg.action_per_frame])

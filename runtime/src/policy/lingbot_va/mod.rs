@@ -8,20 +8,21 @@
 pub mod actions;
 pub mod camera;
 pub mod episode;
-pub mod episode_file;
 pub mod kv_cache;
 pub mod predicted_video;
+mod runner;
 pub mod scheduler;
 pub mod vae_stream;
 
-pub use episode::{ChunkNoise, Episode, Step};
-pub use episode_file::EpisodeFile;
+pub use episode::{Episode, NOISE_ACTIONS, NOISE_LATENTS};
+pub use runner::LingbotVaEpisode;
 
 use crate::backend::{Backend, GraphSession, TensorValue};
-use crate::manifest::{LingbotVaSpec, Manifest};
-use crate::policy::PolicyError;
+use crate::manifest::Manifest;
+use crate::policy::{Noise, PolicyError};
 use crate::preprocess::umt5_prompt;
 use std::path::Path;
+use vjx_format::lingbot_va::{roles, LingbotVaSpec};
 use vjx_graphs::lingbot_va::LingbotVaConfig;
 use vjx_graphs::umt5::encoder::{ATTENTION_MASK, INPUT_IDS, LAST_HIDDEN_STATE};
 use vjx_graphs::wan_vae::{encoder_cache_shapes, WanVaeConfig};
@@ -41,6 +42,7 @@ pub struct Sessions {
 
 pub struct LingbotVaPolicy {
     manifest: Manifest,
+    spec: LingbotVaSpec,
     config: LingbotVaConfig,
     vae_config: WanVaeConfig,
     tokenizer: tokenizers::Tokenizer,
@@ -53,30 +55,13 @@ fn read_export_file(dir: &Path, file: &str) -> Result<String, PolicyError> {
         .map_err(|e| PolicyError::Other(format!("{}: {e}", path.display())))
 }
 
-fn graph_path(
-    dir: &Path,
-    manifest: &Manifest,
-    role: &str,
-) -> Result<std::path::PathBuf, PolicyError> {
-    let entry = manifest.graphs.get(role).ok_or_else(|| {
-        PolicyError::Other(format!(
-            "{}: the manifest lists no `{role}` graph; re-export",
-            dir.display()
-        ))
-    })?;
-    Ok(dir.join(&entry.file))
-}
-
 impl LingbotVaPolicy {
     pub fn load(
         dir: &Path,
         manifest: Manifest,
+        spec: LingbotVaSpec,
         backend: &dyn Backend,
     ) -> Result<Self, PolicyError> {
-        let spec = manifest
-            .lingbot_va
-            .as_ref()
-            .expect("checked by Manifest::load");
         let config =
             LingbotVaConfig::from_json_str(&read_export_file(dir, &spec.policy_config_file)?)
                 .map_err(|e| {
@@ -98,7 +83,7 @@ impl LingbotVaPolicy {
         let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| PolicyError::Other(format!("{}: {e}", tokenizer_path.display())))?;
         let load = |role: &str| -> Result<Box<dyn GraphSession>, PolicyError> {
-            Ok(backend.load(&graph_path(dir, &manifest, role)?)?)
+            Ok(backend.load(&manifest.graph_path(dir, role)?)?)
         };
         let load_if_listed = |role: &str| -> Result<Option<Box<dyn GraphSession>>, PolicyError> {
             manifest
@@ -108,17 +93,18 @@ impl LingbotVaPolicy {
                 .transpose()
         };
         let sessions = Sessions {
-            text_encoder: load("text_encoder")?,
-            text_condition: load("text_condition")?,
-            vae_encode_first: load("vae_encode_first")?,
-            vae_encode_stream: load("vae_encode_stream")?,
-            video_step: load("video_step")?,
-            action_step: load("action_step")?,
-            vae_decode_first: load_if_listed("vae_decode_first")?,
-            vae_decode_stream: load_if_listed("vae_decode_stream")?,
+            text_encoder: load(roles::TEXT_ENCODER)?,
+            text_condition: load(roles::TEXT_CONDITION)?,
+            vae_encode_first: load(roles::VAE_ENCODE_FIRST)?,
+            vae_encode_stream: load(roles::VAE_ENCODE_STREAM)?,
+            video_step: load(roles::VIDEO_STEP)?,
+            action_step: load(roles::ACTION_STEP)?,
+            vae_decode_first: load_if_listed(roles::VAE_DECODE_FIRST)?,
+            vae_decode_stream: load_if_listed(roles::VAE_DECODE_STREAM)?,
         };
         Ok(LingbotVaPolicy {
             manifest,
+            spec,
             config,
             vae_config,
             tokenizer,
@@ -131,10 +117,7 @@ impl LingbotVaPolicy {
     }
 
     pub fn spec(&self) -> &LingbotVaSpec {
-        self.manifest
-            .lingbot_va
-            .as_ref()
-            .expect("checked by Manifest::load")
+        &self.spec
     }
 
     pub fn config(&self) -> &LingbotVaConfig {
@@ -161,7 +144,7 @@ impl LingbotVaPolicy {
     }
 
     /// A new rollout.
-    pub fn episode(&self, noise: ChunkNoise) -> Episode<'_> {
+    pub fn episode(&self, noise: Noise) -> Episode<'_> {
         Episode::new(self, noise)
     }
 

@@ -1,5 +1,6 @@
 //! `episode.json`: a recorded sequence of observations, one per `select_action` call, with
-//! optional per-chunk initial noise (what `vjx episode` replays).
+//! optional per-chunk initial noise, each array by the name the policy samples it under
+//! (what `vjx episode` replays; LingBot-VA samples `latents` and `actions`).
 //!
 //! ```json
 //! {"task": "...",
@@ -8,7 +9,7 @@
 //! ```
 //! Relative paths are taken from the JSON file's dir.
 
-use super::ChunkNoise;
+use super::noise::{ChunkNoise, Noise};
 use crate::npy;
 use crate::policy::{ImageInput, Observation, PolicyError};
 use serde::Deserialize;
@@ -22,7 +23,7 @@ struct RawEpisode {
     task: Option<String>,
     calls: Vec<RawCall>,
     #[serde(default)]
-    noise: Option<Vec<RawNoise>>,
+    noise: Option<Vec<BTreeMap<String, PathBuf>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,19 +34,12 @@ struct RawCall {
     state: Option<Vec<f32>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNoise {
-    latents: PathBuf,
-    actions: PathBuf,
-}
-
 /// A parsed episode: one observation per call (each carrying the task) and the noise.
 #[derive(Debug, Clone)]
 pub struct EpisodeFile {
     pub calls: Vec<Observation>,
     /// Given per-chunk noise, or `None` for seeded noise.
-    pub noise: Option<ChunkNoise>,
+    pub noise: Option<Noise>,
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> PolicyError {
@@ -80,23 +74,29 @@ impl EpisodeFile {
             .noise
             .map(|entries| {
                 entries
-                    .into_iter()
+                    .iter()
                     .enumerate()
-                    .map(|(k, entry)| {
-                        let read = |file: &Path, what: &str| {
-                            npy::read_f32(&base.join(file)).map_err(|e| {
-                                bad(path, format!("noise[{k}].{what} ({}): {e}", file.display()))
-                            })
-                        };
-                        Ok((
-                            read(&entry.latents, "latents")?,
-                            read(&entry.actions, "actions")?,
-                        ))
-                    })
+                    .map(|(k, entry)| read_chunk_noise(path, base, k, entry))
                     .collect::<Result<Vec<_>, PolicyError>>()
-                    .map(ChunkNoise::Given)
+                    .map(Noise::Given)
             })
             .transpose()?;
         Ok(EpisodeFile { calls, noise })
     }
+}
+
+fn read_chunk_noise(
+    path: &Path,
+    base: &Path,
+    k: usize,
+    entry: &BTreeMap<String, PathBuf>,
+) -> Result<ChunkNoise, PolicyError> {
+    entry
+        .iter()
+        .map(|(name, file)| {
+            let array = npy::read_f32(&base.join(file))
+                .map_err(|e| bad(path, format!("noise[{k}].{name} ({}): {e}", file.display())))?;
+            Ok((name.clone(), array))
+        })
+        .collect()
 }
