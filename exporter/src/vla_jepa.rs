@@ -206,7 +206,7 @@ pub fn export_vla_jepa(
             backbone: backbone_spec,
             revision: opts.revision.clone(),
         },
-        policy: PolicySpec::VlaJepa(spec),
+        policy: PolicySpec::VlaJepa(Box::new(spec)),
         graphs,
         normalization: processors.normalization,
         postprocess: processors.post_steps,

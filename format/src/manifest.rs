@@ -37,7 +37,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PolicySpec {
-    VlaJepa(VlaJepaSpec),
+    VlaJepa(Box<VlaJepaSpec>),
     LingbotVa(LingbotVaSpec),
 }
 

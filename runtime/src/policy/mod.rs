@@ -152,9 +152,9 @@ pub trait PredictedVideo {
 pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Box<dyn PolicyRunner>, PolicyError> {
     let manifest = Manifest::load(dir, true)?;
     Ok(match manifest.policy.clone() {
-        PolicySpec::VlaJepa(spec) => {
-            Box::new(vla_jepa::VlaJepaPolicy::load(dir, manifest, spec, backend)?)
-        }
+        PolicySpec::VlaJepa(spec) => Box::new(vla_jepa::VlaJepaPolicy::load(
+            dir, manifest, *spec, backend,
+        )?),
         PolicySpec::LingbotVa(spec) => Box::new(lingbot_va::LingbotVaPolicy::load(
             dir, manifest, spec, backend,
         )?),
