@@ -8,5 +8,6 @@ pub mod check;
 pub mod npy;
 pub mod policy;
 pub mod preprocess;
+pub mod sampler;
 
 pub use vjx_format::{manifest, normalization, Manifest};

@@ -14,7 +14,7 @@ use vjx_runtime::policy::lingbot_va::camera::{
     camera_frame, resize_bilinear, robotwin_tshape, stack_cameras, vae_frames, width_concat,
 };
 use vjx_runtime::policy::lingbot_va::kv_cache::{CacheError, CacheUpdate, KvPools, SlotCache};
-use vjx_runtime::policy::lingbot_va::scheduler::FlowMatchScheduler;
+use vjx_runtime::sampler::FlowMatchScheduler;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lingbot_host")

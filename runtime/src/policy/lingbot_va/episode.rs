@@ -7,13 +7,13 @@
 use super::actions::{select_used_channels, zero_unused_channels, UsedChannels};
 use super::camera;
 use super::kv_cache::{CacheUpdate, KvPools, SlotCache};
-use super::scheduler::FlowMatchScheduler;
 use super::vae_stream::VaeStream;
 use super::LingbotVaPolicy;
 use crate::backend::{GraphSession, TensorValue};
 use crate::normalization::apply_post_steps;
 use crate::policy::{ImageInput, Noise, Observation, PolicyError, StageTimings, Step};
 use crate::preprocess::image::{self as img, ImageF32};
+use crate::sampler::FlowMatchScheduler;
 use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Ix5};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;

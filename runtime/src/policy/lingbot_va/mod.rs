@@ -11,7 +11,6 @@ pub mod episode;
 pub mod kv_cache;
 pub mod predicted_video;
 mod runner;
-pub mod scheduler;
 pub mod vae_stream;
 
 pub use episode::{Episode, NOISE_ACTIONS, NOISE_LATENTS};

@@ -3,6 +3,8 @@
 //! Mirrors upstream `FlowMatchScheduler` as the policy builds it (`sigma_max = 1`, `sigma_min = 0`,
 //! `extra_one_step = True`, no exponential shift, no terminal shift), in float32 like torch.
 
+use super::Sampler;
+
 /// One denoising schedule: `set_timesteps(n)` then `step` once per loop entry except the last.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlowMatchScheduler {
@@ -13,6 +15,19 @@ pub struct FlowMatchScheduler {
 
 /// Upstream's `num_train_timesteps`: timesteps are sigmas on a 0..1000 scale.
 const NUM_TRAIN_TIMESTEPS: f32 = 1000.0;
+
+impl Sampler for FlowMatchScheduler {
+    /// [`Self::timesteps_with_final_zero`].
+    fn timesteps(&self) -> Vec<f32> {
+        self.timesteps_with_final_zero()
+    }
+
+    /// [`Self::step`] at the loop entry's timestep.
+    fn step(&self, index: usize, sample: &mut [f32], velocity: &[f32]) {
+        let t = self.timesteps_with_final_zero()[index];
+        FlowMatchScheduler::step(self, sample, velocity, t);
+    }
+}
 
 impl FlowMatchScheduler {
     /// A scheduler with the given `shift` (the config's `snr_shift` / `action_snr_shift`) and no
