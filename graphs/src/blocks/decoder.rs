@@ -95,7 +95,7 @@ impl DecoderLayer<'_> {
             &self.at,
             &normed,
             ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"],
-            Widths::same_out(hidden, intermediate),
+            Widths::residual(hidden, intermediate),
             Activation::Silu,
         )?;
         Ok(g.add(&h, &mlp))

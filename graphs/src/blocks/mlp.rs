@@ -47,8 +47,8 @@ pub struct Widths {
 }
 
 impl Widths {
-    /// Input and output `dim` wide, `hidden` between.
-    pub fn same_out(dim: usize, hidden: usize) -> Self {
+    /// A residual branch: input and output `dim` wide, `hidden` between.
+    pub fn residual(dim: usize, hidden: usize) -> Self {
         Widths {
             input: dim,
             hidden,

@@ -72,16 +72,4 @@ impl<'a> Prefixed<'a> {
         let weight_name = self.name(&format!("{local}.weight"));
         nn::rms_norm(g, self.weights, x, &weight_name, dim, eps)
     }
-
-    /// Affine LayerNorm over the last axis at `local` (`local.weight`, `local.bias`).
-    pub fn layer_norm(
-        &self,
-        g: &mut GraphBuilder,
-        x: &Value,
-        local: &str,
-        dim: usize,
-        eps: f32,
-    ) -> Result<Value, WeightError> {
-        nn::layer_norm(g, self.weights, x, Some(&self.name(local)), dim, eps)
-    }
 }

@@ -311,7 +311,14 @@ fn transformer_block(
     let x = g.add(x, &gated);
 
     let cross_in = if c.cfg.cross_attn_norm {
-        c.at.layer_norm(g, &x, &format!("{base}.norm2"), d, c.eps)?
+        nn::layer_norm(
+            g,
+            c.at.weights,
+            &x,
+            Some(&c.name(&format!("{base}.norm2"))),
+            d,
+            c.eps,
+        )?
     } else {
         x.clone()
     };
@@ -327,7 +334,7 @@ fn transformer_block(
             &format!("{base}.ffn.net.0.proj"),
             &format!("{base}.ffn.net.2"),
         ],
-        Widths::same_out(d, c.cfg.ffn_dim),
+        Widths::residual(d, c.cfg.ffn_dim),
         Activation::GeluTanh,
     )?;
     let gated = g.mul(&ffn_out, &c_gate);

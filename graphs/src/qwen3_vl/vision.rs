@@ -205,7 +205,8 @@ impl<'a> Tower<'a> {
         local: &str,
         dim: usize,
     ) -> Result<Value, WeightError> {
-        self.at.layer_norm(g, x, local, dim, NORM_EPS)
+        let affine = self.at.name(local);
+        nn::layer_norm(g, self.at.weights, x, Some(&affine), dim, NORM_EPS)
     }
 
     /// The Conv3d whose kernel equals its stride is a Linear over the flattened patch: its
@@ -272,7 +273,7 @@ impl<'a> Tower<'a> {
             &self.at,
             &normed,
             [&at("mlp.linear_fc1"), &at("mlp.linear_fc2")],
-            Widths::same_out(hidden, self.cfg.intermediate_size),
+            Widths::residual(hidden, self.cfg.intermediate_size),
             self.activation,
         )?;
         Ok(g.add(&x, &mlp))

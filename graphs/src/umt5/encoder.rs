@@ -222,7 +222,7 @@ fn feed_forward(
         &Prefixed::new(w, &ff),
         &h,
         ["wi_0", "wi_1", "wo"],
-        Widths::same_out(d, d_ff),
+        Widths::residual(d, d_ff),
         Activation::GeluTanh,
     )?;
     Ok(g.add(x, &out))

@@ -265,7 +265,7 @@ fn transformer_block(
             &format!("{base}.ff.net.0.proj"),
             &format!("{base}.ff.net.2"),
         ],
-        Widths::same_out(d, c.dims.ff_dim),
+        Widths::residual(d, c.dims.ff_dim),
         Activation::GeluTanh,
     )?;
     Ok(g.add(&x, &ff_out))
