@@ -254,18 +254,6 @@ impl GraphBuilder {
         self.precision
     }
 
-    /// Runs `f` with linear layers at `precision` (e.g. a part kept in f32 in an int8 graph).
-    pub fn with_precision_scope<T>(
-        &mut self,
-        precision: Precision,
-        f: impl FnOnce(&mut Self) -> T,
-    ) -> T {
-        let saved = std::mem::replace(&mut self.precision, precision);
-        let out = f(self);
-        self.precision = saved;
-        out
-    }
-
     /// Runs `f` with node names prefixed by `scope` (readable graphs in Netron and errors).
     pub fn scoped<T>(&mut self, scope: &str, f: impl FnOnce(&mut Self) -> T) -> T {
         self.scope.push(scope.to_string());
@@ -362,10 +350,6 @@ impl GraphBuilder {
         Ok(Value(name.to_string()))
     }
 
-    pub fn has_weight(&self, name: &str) -> bool {
-        self.initializer_names.contains(name)
-    }
-
     pub fn const_i64(&mut self, values: &[i64]) -> Value {
         let name = self.fresh("const_i64");
         self.initializer_names.insert(name.clone());
@@ -392,18 +376,6 @@ impl GraphBuilder {
     pub fn const_f32(&mut self, hint: &str, dims: &[usize], data: Vec<f32>) -> Value {
         let name = self.fresh(hint);
         self.weight(&name, dims, data)
-    }
-
-    /// A constant f32 scalar stored as f16 (for arithmetic inside f16 sections).
-    pub fn scalar_f16(&mut self, value: f32) -> Value {
-        let name = self.fresh("const_f16");
-        self.initializer_names.insert(name.clone());
-        self.initializers.push(Initializer {
-            name: name.clone(),
-            dims: vec![],
-            data: TensorData::F16(vec![half::f16::from_f32(value)]),
-        });
-        Value(name)
     }
 
     /// Adds one node with `n_outputs` outputs (e.g. DynamicQuantizeLinear).

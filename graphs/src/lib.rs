@@ -2,6 +2,7 @@
 //! exported submodule. Each model module reads its config from the checkpoint's own
 //! config.json and names initializers after the checkpoint's weight names.
 
+pub mod blocks;
 pub mod builder;
 pub mod half_everywhere;
 pub mod lingbot_va;

@@ -16,6 +16,12 @@
 //! [`cross_key_name`]/[`cross_value_name`] of every block. Outputs: [`VELOCITY`], then
 //! [`new_key_name`]/[`new_value_name`] of every block.
 
+use crate::blocks::adaln::modulate;
+use crate::blocks::attention::{attention_batched, split_heads_batched};
+use crate::blocks::mlp::{feed_forward, Activation, Widths};
+use crate::blocks::rotary::rotate_pairs;
+use crate::blocks::sinusoid::{sinusoid_features, timestep_frequencies, HalfOrder};
+use crate::blocks::Prefixed;
 use crate::builder::{DType, Dim, GraphBuilder, Model, Value};
 use crate::lingbot_va::config::LingbotVaConfig;
 use crate::nn;
@@ -66,16 +72,6 @@ pub fn new_value_name(i: usize) -> String {
     format!("new_value_{i}")
 }
 
-/// The diffusers `Timesteps` sinusoid (`flip_sin_to_cos=True`, `downscale_freq_shift=0`):
-/// `exp(-ln(10000) · k / (freq_dim/2))`, rounded step by step in f32 as torch does.
-pub fn timestep_frequencies(freq_dim: usize) -> Vec<f32> {
-    let half = freq_dim / 2;
-    let neg_log = -(10000f64.ln()) as f32;
-    (0..half)
-        .map(|k| ((neg_log * k as f32) / half as f32).exp())
-        .collect()
-}
-
 /// Which token stream a step graph denoises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -100,9 +96,9 @@ impl Stream {
     }
 }
 
+/// The transformer's weights and the widths its layers share.
 struct Ctx<'a> {
-    w: &'a dyn WeightSource,
-    prefix: &'a str,
+    at: Prefixed<'a>,
     cfg: &'a LingbotVaConfig,
     inner: usize,
     heads: usize,
@@ -114,8 +110,7 @@ impl<'a> Ctx<'a> {
     fn new(cfg: &'a LingbotVaConfig, w: &'a dyn WeightSource, prefix: &'a str) -> Self {
         let inner = cfg.inner_dim();
         Ctx {
-            w,
-            prefix,
+            at: Prefixed::new(w, prefix),
             cfg,
             inner,
             heads: cfg.num_attention_heads,
@@ -125,7 +120,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn name(&self, rel: &str) -> String {
-        format!("{}{rel}", self.prefix)
+        self.at.name(rel)
     }
 
     fn linear(
@@ -136,48 +131,20 @@ impl<'a> Ctx<'a> {
         fan_in: usize,
         fan_out: usize,
     ) -> Result<Value, WeightError> {
-        nn::linear(g, self.w, x, &self.name(rel), fan_in, fan_out, true)
+        self.at.linear(g, x, rel, fan_in, fan_out)
     }
 
     /// `torch.nn.RMSNorm` over the full inner width (all heads together).
     fn rms_norm(&self, g: &mut GraphBuilder, x: &Value, rel: &str) -> Result<Value, WeightError> {
-        nn::rms_norm(
-            g,
-            self.w,
-            x,
-            &self.name(&format!("{rel}.weight")),
-            self.inner,
-            self.eps,
-        )
-    }
-
-    /// LayerNorm over the last axis without affine parameters (`FP32LayerNorm(elementwise_affine=False)`).
-    fn plain_norm(&self, g: &mut GraphBuilder, x: &Value) -> Value {
-        nn::standardize(g, x, self.eps)
-    }
-
-    /// `norm(x) · (1 + scale) + shift`, per token.
-    fn modulate(&self, g: &mut GraphBuilder, x: &Value, scale: &Value, shift: &Value) -> Value {
-        let normed = self.plain_norm(g, x);
-        let one = g.scalar_f32(1.0);
-        let gain = g.add(scale, &one);
-        let scaled = g.mul(&normed, &gain);
-        g.add(&scaled, shift)
+        self.at.rms_norm(g, x, rel, self.inner, self.eps)
     }
 
     /// `[batch, len, inner]` → `[batch, len, heads, head_dim]`.
     fn split_heads(&self, g: &mut GraphBuilder, x: &Value) -> Value {
-        g.reshape(x, &[0, 0, self.heads as i64, self.head_dim as i64])
+        split_heads_batched(g, x, self.heads, self.head_dim)
     }
 
-    /// `[batch, heads, len, head_dim]` → `[batch, len, inner]`.
-    fn merge_heads(&self, g: &mut GraphBuilder, x: &Value) -> Value {
-        let t = g.transpose(x, &[0, 2, 1, 3]);
-        g.reshape(&t, &[0, 0, self.inner as i64])
-    }
-
-    /// Multi-head attention of `q` over `k`, `v` (all `[batch, len, heads, head_dim]`), scale
-    /// `1/sqrt(head_dim)`, with an optional additive bias over the keys; → `[batch, q_len, inner]`.
+    /// Attention of `q` over `k`, `v` (all `[batch, len, heads, head_dim]`) → `[batch, q_len, inner]`.
     fn attention(
         &self,
         g: &mut GraphBuilder,
@@ -186,44 +153,25 @@ impl<'a> Ctx<'a> {
         v: &Value,
         bias: Option<&Value>,
     ) -> Value {
-        let scale = g.scalar_f32(1.0 / (self.head_dim as f32).sqrt());
-        let q = g.transpose(q, &[0, 2, 1, 3]);
-        let q = g.mul(&q, &scale);
-        let kt = g.transpose(k, &[0, 2, 3, 1]);
-        let v = g.transpose(v, &[0, 2, 1, 3]);
-        let context = nn::attend(g, &q, &kt, &v, bias);
-        self.merge_heads(g, &context)
+        attention_batched(g, q, k, v, [self.heads, self.head_dim], bias)
     }
-}
-
-/// Rotates adjacent pairs `(x[2i], x[2i+1])` of every head of `x` (`[batch, L, heads, head_dim]`)
-/// by the angles whose cos/sin are `cos`, `sin` (`[L, 1, head_dim/2, 1]`).
-fn apply_rope(g: &mut GraphBuilder, x: &Value, cos: &Value, sin: &Value, head_dim: usize) -> Value {
-    let pairs = g.reshape(x, &[0, 0, 0, (head_dim / 2) as i64, 2]);
-    let re = g.slice(&pairs, -1, 0, 1);
-    let im = g.slice(&pairs, -1, 1, 2);
-    let re_cos = g.mul(&re, cos);
-    let im_sin = g.mul(&im, sin);
-    let re_sin = g.mul(&re, sin);
-    let im_cos = g.mul(&im, cos);
-    let out_re = g.sub(&re_cos, &im_sin);
-    let out_im = g.add(&re_sin, &im_cos);
-    let rotated = g.concat(&[&out_re, &out_im], -1);
-    g.reshape(&rotated, &[0, 0, 0, head_dim as i64])
 }
 
 /// `condition_embedder.text_embedder` (PixArt-α text projection: Linear → GELU(tanh) → Linear).
 fn text_hidden(g: &mut GraphBuilder, c: &Ctx, text: &Value) -> Result<Value, WeightError> {
     let base = "condition_embedder.text_embedder";
-    let h = c.linear(
+    feed_forward(
         g,
+        &c.at,
         text,
-        &format!("{base}.linear_1"),
-        c.cfg.text_dim,
-        c.inner,
-    )?;
-    let h = nn::gelu_tanh(g, &h);
-    c.linear(g, &h, &format!("{base}.linear_2"), c.inner, c.inner)
+        [&format!("{base}.linear_1"), &format!("{base}.linear_2")],
+        Widths {
+            input: c.cfg.text_dim,
+            hidden: c.inner,
+            output: c.inner,
+        },
+        Activation::GeluTanh,
+    )
 }
 
 /// Per-token `temb` `[batch, L, inner]` and block modulation `[batch, L, 6, inner]` of `t` `[batch, L]`.
@@ -235,30 +183,23 @@ fn time_embedding(
 ) -> Result<(Value, Value), WeightError> {
     let base = stream.condition_embedder();
     let freq_dim = c.cfg.freq_dim;
-    let freqs = g.const_f32(
-        "timestep_freqs",
-        &[freq_dim / 2],
-        timestep_frequencies(freq_dim),
-    );
     let t_col = g.unsqueeze(t, &[-1]);
-    let angles = g.mul(&t_col, &freqs);
-    let cos = g.op("Cos", &[&angles], vec![]);
-    let sin = g.op("Sin", &[&angles], vec![]);
-    let sinusoid = g.concat(&[&cos, &sin], -1);
-    let h = c.linear(
+    let frequencies = timestep_frequencies(freq_dim, 0);
+    let sinusoid = sinusoid_features(g, &t_col, frequencies, HalfOrder::CosSin);
+    let temb = feed_forward(
         g,
+        &c.at,
         &sinusoid,
-        &format!("{base}.time_embedder.linear_1"),
-        freq_dim,
-        c.inner,
-    )?;
-    let h = nn::silu(g, &h);
-    let temb = c.linear(
-        g,
-        &h,
-        &format!("{base}.time_embedder.linear_2"),
-        c.inner,
-        c.inner,
+        [
+            &format!("{base}.time_embedder.linear_1"),
+            &format!("{base}.time_embedder.linear_2"),
+        ],
+        Widths {
+            input: freq_dim,
+            hidden: c.inner,
+            output: c.inner,
+        },
+        Activation::Silu,
     )?;
     let act = nn::silu(g, &temb);
     let proj = c.linear(g, &act, &format!("{base}.time_proj"), c.inner, 6 * c.inner)?;
@@ -313,8 +254,8 @@ fn self_attention(
     let q = c.split_heads(g, &q);
     let k = c.split_heads(g, &k);
     let v = c.split_heads(g, &v);
-    let q = apply_rope(g, &q, &step.cos, &step.sin, c.head_dim);
-    let k = apply_rope(g, &k, &step.cos, &step.sin, c.head_dim);
+    let q = rotate_pairs(g, &q, &step.cos, &step.sin, c.head_dim);
+    let k = rotate_pairs(g, &k, &step.cos, &step.sin, c.head_dim);
     let keys = g.concat(&[&inputs.cache_key, &k], 1);
     let values = g.concat(&[&inputs.cache_value, &v], 1);
     let out = c.attention(g, &q, &keys, &values, Some(&step.key_bias));
@@ -353,7 +294,7 @@ fn transformer_block(
     let base = format!("blocks.{index}");
     let table_name = c.name(&format!("{base}.scale_shift_table"));
     let table = g.checkpoint_weight(
-        c.w,
+        c.at.weights,
         &table_name,
         &[1, 6, d],
         crate::Layout::AsIs,
@@ -363,7 +304,7 @@ fn transformer_block(
     let [shift, scale, gate, c_shift, c_scale, c_gate] =
         std::array::from_fn(|i| modulation(g, c, &m, i));
 
-    let attn_in = c.modulate(g, x, &scale, &shift);
+    let attn_in = modulate(g, x, c.eps, &scale, &shift);
     let (attn_out, new_key, new_value) =
         self_attention(g, c, &format!("{base}.attn1"), &attn_in, step, inputs)?;
     let gated = g.mul(&attn_out, &gate);
@@ -372,7 +313,7 @@ fn transformer_block(
     let cross_in = if c.cfg.cross_attn_norm {
         nn::layer_norm(
             g,
-            c.w,
+            c.at.weights,
             &x,
             Some(&c.name(&format!("{base}.norm2"))),
             d,
@@ -384,16 +325,18 @@ fn transformer_block(
     let cross_out = cross_attention(g, c, &format!("{base}.attn2"), &cross_in, inputs)?;
     let x = g.add(&x, &cross_out);
 
-    let ffn_in = c.modulate(g, &x, &c_scale, &c_shift);
-    let h = c.linear(
+    let ffn_in = modulate(g, &x, c.eps, &c_scale, &c_shift);
+    let ffn_out = feed_forward(
         g,
+        &c.at,
         &ffn_in,
-        &format!("{base}.ffn.net.0.proj"),
-        d,
-        c.cfg.ffn_dim,
+        [
+            &format!("{base}.ffn.net.0.proj"),
+            &format!("{base}.ffn.net.2"),
+        ],
+        Widths::residual(d, c.cfg.ffn_dim),
+        Activation::GeluTanh,
     )?;
-    let h = nn::gelu_tanh(g, &h);
-    let ffn_out = c.linear(g, &h, &format!("{base}.ffn.net.2"), c.cfg.ffn_dim, d)?;
     let gated = g.mul(&ffn_out, &c_gate);
     let hidden = g.add(&x, &gated);
     Ok(BlockOutputs {
@@ -508,7 +451,7 @@ fn velocity(
     let d = c.inner;
     let table_name = c.name("scale_shift_table");
     let table = g.checkpoint_weight(
-        c.w,
+        c.at.weights,
         &table_name,
         &[1, 2, d],
         crate::Layout::AsIs,
@@ -518,7 +461,7 @@ fn velocity(
     let ss = g.add(&table, &temb_row);
     let shift = modulation(g, c, &ss, 0);
     let scale = modulation(g, c, &ss, 1);
-    let y = c.modulate(g, x, &scale, &shift);
+    let y = modulate(g, x, c.eps, &scale, &shift);
     match stream {
         Stream::Video => {
             let (h, w) = cfg.latent_hw();
@@ -651,19 +594,4 @@ fn build_step_graph(
         g.output(v, &new_value_name(i), DType::F32, &new_shape);
     }
     Ok(g.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::timestep_frequencies;
-
-    #[test]
-    fn timestep_frequencies_start_at_one_and_decay_to_the_ten_thousandth_over_the_full_half() {
-        let f = timestep_frequencies(256);
-        assert_eq!(f.len(), 128);
-        assert_eq!(f[0], 1.0);
-        // Shift 0 divides by half (not half - 1): the last frequency stays above 10000^-1.
-        let last = (-(10000f64.ln()) * 127.0 / 128.0).exp();
-        assert!((f[127] as f64 / last - 1.0).abs() < 1e-6, "{}", f[127]);
-    }
 }

@@ -10,8 +10,14 @@
 //! [`INPUT_IDS`], [`IMAGE_EMBEDS`], `deepstack_0..K-1` ([`deepstack_input_name`]),
 //! [`IMAGE_ROW_INDEX`], [`ROPE_COS`], [`ROPE_SIN`], [`ATTENTION_BIAS`], [`READOUT_INDEX`].
 //! Output: [`READOUT_HIDDEN`].
+//!
+//! The decoder layers are [`crate::blocks::decoder`]'s in the Qwen3 style;
+//! [`build_text_graph_styled`] builds the same stack in another one (Qwen2's, for Qwen2-VL).
 
 use super::config::TextConfig;
+use crate::blocks::attention::GroupedHeads;
+use crate::blocks::decoder::{DecoderDims, DecoderLayer, DecoderStyle, RotaryTables};
+use crate::blocks::Prefixed;
 use crate::builder::{DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
 use crate::weights::{WeightError, WeightSource};
@@ -65,6 +71,19 @@ pub fn build_text_graph_at(
     opts: &TextGraphOptions,
     precision: Precision,
 ) -> Result<Model, WeightError> {
+    let style = DecoderStyle::qwen3(cfg.attention_bias);
+    build_text_graph_styled(cfg, weights, opts, precision, style)
+}
+
+/// [`build_text_graph_at`] with decoder layers of another generation's `style` (e.g.
+/// [`DecoderStyle::QWEN2`] for a Qwen2-VL text stack, which also takes `num_deepstack` 0).
+pub fn build_text_graph_styled(
+    cfg: &TextConfig,
+    weights: &dyn WeightSource,
+    opts: &TextGraphOptions,
+    precision: Precision,
+    style: DecoderStyle,
+) -> Result<Model, WeightError> {
     check_supported(cfg)?;
     let hidden = cfg.hidden_size;
     let head_dim = cfg.head_dim();
@@ -89,7 +108,7 @@ pub fn build_text_graph_at(
         })
         .collect();
     let image_row_index = g.input(IMAGE_ROW_INDEX, DType::I64, std::slice::from_ref(&seq));
-    let rope = Rope {
+    let rope = RotaryTables {
         cos: g.input(ROPE_COS, DType::F32, &[seq.clone(), Dim::from(head_dim)]),
         sin: g.input(ROPE_SIN, DType::F32, &[seq.clone(), Dim::from(head_dim)]),
     };
@@ -103,11 +122,26 @@ pub fn build_text_graph_at(
         Ok(image_rows.replace(g, &tokens, &image_embeds))
     })?;
 
+    let dims = DecoderDims {
+        hidden,
+        attention: GroupedHeads {
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.num_key_value_heads,
+            head_dim,
+        },
+        intermediate: cfg.intermediate_size,
+        rms_norm_eps: cfg.rms_norm_eps as f32,
+    };
+    let layer_at = |layer: usize| DecoderLayer {
+        at: Prefixed::new(weights, &format!("{}layers.{layer}.", opts.prefix)),
+        dims,
+        style,
+    };
     let last = cfg.num_hidden_layers - 1;
     for layer in 0..last {
-        let prefix = format!("{}layers.{layer}.", opts.prefix);
+        let decoder = layer_at(layer);
         x = g.scoped(&format!("layer{layer}"), |g| {
-            decoder_layer(g, weights, cfg, &prefix, &x, &rope, &bias, None)
+            decoder.apply(g, &x, &rope, &bias, None)
         })?;
         // The last layer is read before any injection would follow it, so it gets none.
         if let Some(features) = deepstack.get(layer) {
@@ -116,18 +150,9 @@ pub fn build_text_graph_at(
             });
         }
     }
-    let prefix = format!("{}layers.{last}.", opts.prefix);
+    let decoder = layer_at(last);
     let readout = g.scoped(&format!("layer{last}"), |g| {
-        decoder_layer(
-            g,
-            weights,
-            cfg,
-            &prefix,
-            &x,
-            &rope,
-            &bias,
-            Some(&readout_index),
-        )
+        decoder.apply(g, &x, &rope, &bias, Some(&readout_index))
     })?;
     g.output(
         &readout,
@@ -172,11 +197,6 @@ fn check_supported(cfg: &TextConfig) -> Result<(), WeightError> {
     Ok(())
 }
 
-struct Rope {
-    cos: Value,
-    sin: Value,
-}
-
 /// Scatters per-image-token rows onto the sequence: a gather over `[zeros; rows]` with
 /// [`IMAGE_ROW_INDEX`], so text rows pick the zero row.
 struct ImageRows {
@@ -215,193 +235,4 @@ impl ImageRows {
         let spread = self.spread(g, rows);
         g.add(x, &spread)
     }
-}
-
-/// One decoder layer on `x` `[seq, hidden]`. With `readout`, only those rows are computed past
-/// the key/value projections, and the result is `[readout, hidden]`.
-#[allow(clippy::too_many_arguments)]
-fn decoder_layer(
-    g: &mut GraphBuilder,
-    w: &dyn WeightSource,
-    cfg: &TextConfig,
-    prefix: &str,
-    x: &Value,
-    rope: &Rope,
-    bias: &Value,
-    readout: Option<&Value>,
-) -> Result<Value, WeightError> {
-    let hidden = cfg.hidden_size;
-    let eps = cfg.rms_norm_eps as f32;
-    let normed = nn::rms_norm(
-        g,
-        w,
-        x,
-        &format!("{prefix}input_layernorm.weight"),
-        hidden,
-        eps,
-    )?;
-    let attn = self_attention(
-        g,
-        w,
-        cfg,
-        &format!("{prefix}self_attn"),
-        &normed,
-        rope,
-        bias,
-        readout,
-    )?;
-    let residual = match readout {
-        Some(rows) => g.gather(x, rows, 0),
-        None => x.clone(),
-    };
-    let h = g.add(&residual, &attn);
-    let normed = nn::rms_norm(
-        g,
-        w,
-        &h,
-        &format!("{prefix}post_attention_layernorm.weight"),
-        hidden,
-        eps,
-    )?;
-    let mlp = swiglu_mlp(g, w, cfg, &format!("{prefix}mlp"), &normed)?;
-    Ok(g.add(&h, &mlp))
-}
-
-/// `down(silu(gate(x)) ⊙ up(x))`.
-fn swiglu_mlp(
-    g: &mut GraphBuilder,
-    w: &dyn WeightSource,
-    cfg: &TextConfig,
-    prefix: &str,
-    x: &Value,
-) -> Result<Value, WeightError> {
-    let (hidden, inner) = (cfg.hidden_size, cfg.intermediate_size);
-    let gate = nn::linear(
-        g,
-        w,
-        x,
-        &format!("{prefix}.gate_proj"),
-        hidden,
-        inner,
-        false,
-    )?;
-    let up = nn::linear(g, w, x, &format!("{prefix}.up_proj"), hidden, inner, false)?;
-    let act = nn::silu(g, &gate);
-    let prod = g.mul(&act, &up);
-    nn::linear(
-        g,
-        w,
-        &prod,
-        &format!("{prefix}.down_proj"),
-        inner,
-        hidden,
-        false,
-    )
-}
-
-/// Grouped-query causal self-attention with per-head RMSNorm on q and k before M-RoPE.
-/// Queries come from every row, or from the `readout` rows only.
-#[allow(clippy::too_many_arguments)]
-fn self_attention(
-    g: &mut GraphBuilder,
-    w: &dyn WeightSource,
-    cfg: &TextConfig,
-    prefix: &str,
-    normed: &Value,
-    rope: &Rope,
-    bias: &Value,
-    readout: Option<&Value>,
-) -> Result<Value, WeightError> {
-    let hidden = cfg.hidden_size;
-    let (heads, kv_heads, head_dim) = (
-        cfg.num_attention_heads,
-        cfg.num_key_value_heads,
-        cfg.head_dim(),
-    );
-    let group = heads / kv_heads;
-    let eps = cfg.rms_norm_eps as f32;
-    let has_bias = cfg.attention_bias;
-
-    let (query_src, q_cos, q_sin, q_bias) = match readout {
-        Some(rows) => (
-            g.gather(normed, rows, 0),
-            g.gather(&rope.cos, rows, 0),
-            g.gather(&rope.sin, rows, 0),
-            g.gather(bias, rows, 0),
-        ),
-        None => (
-            normed.clone(),
-            rope.cos.clone(),
-            rope.sin.clone(),
-            bias.clone(),
-        ),
-    };
-
-    // [rows, heads·d] → per-head norm → [heads, rows, d] → rotary.
-    let project_heads = |g: &mut GraphBuilder,
-                         src: &Value,
-                         name: &str,
-                         n: usize,
-                         norm: Option<(&str, &Value, &Value)>|
-     -> Result<Value, WeightError> {
-        let y = nn::linear(
-            g,
-            w,
-            src,
-            &format!("{prefix}.{name}"),
-            hidden,
-            n * head_dim,
-            has_bias,
-        )?;
-        let y = g.reshape(&y, &[-1, n as i64, head_dim as i64]);
-        let Some((norm_name, cos, sin)) = norm else {
-            return Ok(g.transpose(&y, &[1, 0, 2]));
-        };
-        let y = nn::rms_norm(
-            g,
-            w,
-            &y,
-            &format!("{prefix}.{norm_name}.weight"),
-            head_dim,
-            eps,
-        )?;
-        let y = g.transpose(&y, &[1, 0, 2]);
-        Ok(nn::apply_rotary(g, &y, cos, sin, head_dim))
-    };
-    let q = project_heads(
-        g,
-        &query_src,
-        "q_proj",
-        heads,
-        Some(("q_norm", &q_cos, &q_sin)),
-    )?;
-    let k = project_heads(
-        g,
-        normed,
-        "k_proj",
-        kv_heads,
-        Some(("k_norm", &rope.cos, &rope.sin)),
-    )?;
-    let v = project_heads(g, normed, "v_proj", kv_heads, None)?;
-
-    // Query heads h·group .. h·group+group-1 share key/value head h: group them as
-    // [kv_heads, group, rows, d] against keys/values [kv_heads, 1, seq, d].
-    let scale = g.scalar_f32(1.0 / (head_dim as f32).sqrt());
-    let q = g.mul(&q, &scale);
-    let q = g.reshape(&q, &[kv_heads as i64, group as i64, -1, head_dim as i64]);
-    let k = g.unsqueeze(&k, &[1]);
-    let v = g.unsqueeze(&v, &[1]);
-    let kt = g.transpose(&k, &[0, 1, 3, 2]);
-    let ctx = nn::attend(g, &q, &kt, &v, Some(&q_bias));
-    let ctx = g.reshape(&ctx, &[heads as i64, -1, head_dim as i64]);
-    let ctx = nn::merge_heads(g, &ctx, heads, head_dim);
-    nn::linear(
-        g,
-        w,
-        &ctx,
-        &format!("{prefix}.o_proj"),
-        heads * head_dim,
-        hidden,
-        has_bias,
-    )
 }

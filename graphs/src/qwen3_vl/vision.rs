@@ -11,6 +11,10 @@
 //! [`super::vision_inputs::vision_inputs`], in the row order of `pixel_values`.
 
 use super::config::VisionConfig;
+use crate::blocks::attention::{attention, merge_heads, split_heads};
+use crate::blocks::mlp::{feed_forward, Activation, Widths};
+use crate::blocks::rotary::rotate_halves;
+use crate::blocks::Prefixed;
 use crate::builder::{Attr, DType, Dim, Encoding, GraphBuilder, Layout, Model, Precision, Value};
 use crate::nn;
 use crate::weights::{WeightError, WeightSource};
@@ -124,33 +128,6 @@ pub fn build_vision_graph_at(
     Ok(g.finish())
 }
 
-/// The activation a vision MLP applies between its two linears (`hidden_act`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Activation {
-    GeluTanh,
-    GeluErf,
-    Silu,
-}
-
-impl Activation {
-    fn from_config(name: &str) -> Option<Self> {
-        match name {
-            "gelu_pytorch_tanh" | "gelu_new" => Some(Activation::GeluTanh),
-            "gelu" => Some(Activation::GeluErf),
-            "silu" | "swish" => Some(Activation::Silu),
-            _ => None,
-        }
-    }
-
-    fn apply(self, g: &mut GraphBuilder, x: &Value) -> Value {
-        match self {
-            Activation::GeluTanh => nn::gelu_tanh(g, x),
-            Activation::GeluErf => nn::gelu_erf(g, x),
-            Activation::Silu => nn::silu(g, x),
-        }
-    }
-}
-
 /// Where a patch merger takes its LayerNorm relative to concatenating each merge block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Norm {
@@ -163,8 +140,7 @@ enum Norm {
 /// The config, the weights and the checked-once facts the layers share.
 struct Tower<'a> {
     cfg: &'a VisionConfig,
-    weights: &'a dyn WeightSource,
-    prefix: String,
+    at: Prefixed<'a>,
     activation: Activation,
 }
 
@@ -217,33 +193,9 @@ impl<'a> Tower<'a> {
         };
         Ok(Tower {
             cfg,
-            weights,
-            prefix,
+            at: Prefixed::new(weights, &prefix),
             activation,
         })
-    }
-
-    fn name(&self, local: &str) -> String {
-        format!("{}{local}", self.prefix)
-    }
-
-    fn linear(
-        &self,
-        g: &mut GraphBuilder,
-        x: &Value,
-        local: &str,
-        in_features: usize,
-        out_features: usize,
-    ) -> Result<Value, WeightError> {
-        nn::linear(
-            g,
-            self.weights,
-            x,
-            &self.name(local),
-            in_features,
-            out_features,
-            true,
-        )
     }
 
     fn layer_norm(
@@ -253,14 +205,15 @@ impl<'a> Tower<'a> {
         local: &str,
         dim: usize,
     ) -> Result<Value, WeightError> {
-        nn::layer_norm(g, self.weights, x, Some(&self.name(local)), dim, NORM_EPS)
+        let affine = self.at.name(local);
+        nn::layer_norm(g, self.at.weights, x, Some(&affine), dim, NORM_EPS)
     }
 
     /// The Conv3d whose kernel equals its stride is a Linear over the flattened patch: its
     /// `[hidden, C, T, P, P]` weight flattens row-major into `pixel_values`' column order.
     fn patch_embed(&self, g: &mut GraphBuilder, pixels: &Value) -> Result<Value, WeightError> {
         let c = self.cfg;
-        let weight_name = self.name("patch_embed.proj.weight");
+        let weight_name = self.at.name("patch_embed.proj.weight");
         let kernel_shape = [
             c.hidden_size,
             c.in_channels,
@@ -268,9 +221,9 @@ impl<'a> Tower<'a> {
             c.patch_size,
             c.patch_size,
         ];
-        let projected = nn::project(g, self.weights, pixels, &weight_name, &kernel_shape)?;
-        let bias_name = self.name("patch_embed.proj.bias");
-        let bias = nn::vector(g, self.weights, &bias_name, c.hidden_size)?;
+        let projected = nn::project(g, self.at.weights, pixels, &weight_name, &kernel_shape)?;
+        let bias_name = self.at.name("patch_embed.proj.bias");
+        let bias = nn::vector(g, self.at.weights, &bias_name, c.hidden_size)?;
         Ok(g.add(&projected, &bias))
     }
 
@@ -282,9 +235,9 @@ impl<'a> Tower<'a> {
         corner_weight: &Value,
     ) -> Result<Value, WeightError> {
         let c = self.cfg;
-        let table_name = self.name("pos_embed.weight");
+        let table_name = self.at.name("pos_embed.weight");
         let table = g.checkpoint_weight(
-            self.weights,
+            self.at.weights,
             &table_name,
             &[c.num_position_embeddings, c.hidden_size],
             Layout::AsIs,
@@ -315,22 +268,15 @@ impl<'a> Tower<'a> {
         let attended = self.attention(g, &normed, &at("attn"), cos, sin)?;
         let x = g.add(x, &attended);
         let normed = self.layer_norm(g, &x, &at("norm2"), hidden)?;
-        let up = self.linear(
+        let mlp = feed_forward(
             g,
+            &self.at,
             &normed,
-            &at("mlp.linear_fc1"),
-            hidden,
-            self.cfg.intermediate_size,
+            [&at("mlp.linear_fc1"), &at("mlp.linear_fc2")],
+            Widths::residual(hidden, self.cfg.intermediate_size),
+            self.activation,
         )?;
-        let act = self.activation.apply(g, &up);
-        let down = self.linear(
-            g,
-            &act,
-            &at("mlp.linear_fc2"),
-            self.cfg.intermediate_size,
-            hidden,
-        )?;
-        Ok(g.add(&x, &down))
+        Ok(g.add(&x, &mlp))
     }
 
     /// Fused qkv projection (columns: all of q, then k, then v), rotary on q and k, softmax
@@ -348,18 +294,21 @@ impl<'a> Tower<'a> {
             self.cfg.num_heads,
             self.cfg.head_dim(),
         );
-        let qkv = self.linear(g, x, &format!("{at}.qkv"), hidden, 3 * hidden)?;
+        let qkv = self
+            .at
+            .linear(g, x, &format!("{at}.qkv"), hidden, 3 * hidden)?;
         let mut part = |i: usize| {
             let h = hidden as i64;
             let slice = g.slice(&qkv, -1, i as i64 * h, (i as i64 + 1) * h);
-            nn::split_heads(g, &slice, heads, head_dim)
+            split_heads(g, &slice, heads, head_dim)
         };
         let (q, k, v) = (part(0), part(1), part(2));
-        let q = nn::apply_rotary(g, &q, cos, sin, head_dim);
-        let k = nn::apply_rotary(g, &k, cos, sin, head_dim);
-        let attended = nn::attention(g, &q, &k, &v, head_dim, None);
-        let merged = nn::merge_heads(g, &attended, heads, head_dim);
-        self.linear(g, &merged, &format!("{at}.proj"), hidden, hidden)
+        let q = rotate_halves(g, &q, cos, sin, head_dim);
+        let k = rotate_halves(g, &k, cos, sin, head_dim);
+        let attended = attention(g, &q, &k, &v, head_dim, None);
+        let merged = merge_heads(g, &attended, heads, head_dim);
+        self.at
+            .linear(g, &merged, &format!("{at}.proj"), hidden, hidden)
     }
 
     /// `[patches, hidden]` → `[patches / merge², out_hidden]`; consecutive rows form a block.
@@ -383,14 +332,17 @@ impl<'a> Tower<'a> {
                 self.layer_norm(g, &shuffled, &norm_name, block)?
             }
         };
-        let up = self.linear(g, &blocks, &format!("{at}.linear_fc1"), block, block)?;
-        let act = nn::gelu_erf(g, &up);
-        self.linear(
+        feed_forward(
             g,
-            &act,
-            &format!("{at}.linear_fc2"),
-            block,
-            c.out_hidden_size,
+            &self.at,
+            &blocks,
+            [&format!("{at}.linear_fc1"), &format!("{at}.linear_fc2")],
+            Widths {
+                input: block,
+                hidden: block,
+                output: c.out_hidden_size,
+            },
+            Activation::GeluErf,
         )
     }
 }

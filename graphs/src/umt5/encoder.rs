@@ -11,6 +11,9 @@
 //! others and left for the caller to discard.
 
 use super::config::Umt5Config;
+use crate::blocks::attention::{attend, merge_heads, split_heads};
+use crate::blocks::mlp::{gated_feed_forward, Activation, Widths};
+use crate::blocks::Prefixed;
 use crate::builder::{DType, Dim, Encoding, GraphBuilder, Layout, Model, Value};
 use crate::nn;
 use crate::weights::{WeightError, WeightSource};
@@ -174,10 +177,10 @@ fn self_attention(
     let q = nn::project(g, w, &h, &format!("{attn}q.weight"), &[inner, d])?;
     let k = nn::project(g, w, &h, &format!("{attn}k.weight"), &[inner, d])?;
     let v = nn::project(g, w, &h, &format!("{attn}v.weight"), &[inner, d])?;
-    let q = nn::split_heads(g, &q, heads, d_kv);
+    let q = split_heads(g, &q, heads, d_kv);
     let k = g.reshape(&k, &[-1, heads as i64, d_kv as i64]);
     let kt = g.transpose(&k, &[1, 2, 0]);
-    let v = nn::split_heads(g, &v, heads, d_kv);
+    let v = split_heads(g, &v, heads, d_kv);
 
     let table = g.checkpoint_weight(
         w,
@@ -190,8 +193,8 @@ fn self_attention(
     let position_bias = g.transpose(&position_bias, &[2, 0, 1]);
     let bias = g.add(&position_bias, key_padding);
 
-    let context = nn::attend(g, &q, &kt, &v, Some(&bias));
-    let context = nn::merge_heads(g, &context, heads, d_kv);
+    let context = attend(g, &q, &kt, &v, Some(&bias));
+    let context = merge_heads(g, &context, heads, d_kv);
     let out = nn::project(g, w, &context, &format!("{attn}o.weight"), &[d, inner])?;
     Ok(g.add(x, &out))
 }
@@ -214,10 +217,13 @@ fn feed_forward(
         d,
         cfg.layer_norm_epsilon as f32,
     )?;
-    let gate = nn::project(g, w, &h, &format!("{ff}wi_0.weight"), &[d_ff, d])?;
-    let gate = nn::gelu_tanh(g, &gate);
-    let linear = nn::project(g, w, &h, &format!("{ff}wi_1.weight"), &[d_ff, d])?;
-    let hidden = g.mul(&gate, &linear);
-    let out = nn::project(g, w, &hidden, &format!("{ff}wo.weight"), &[d, d_ff])?;
+    let out = gated_feed_forward(
+        g,
+        &Prefixed::new(w, &ff),
+        &h,
+        ["wi_0", "wi_1", "wo"],
+        Widths::residual(d, d_ff),
+        Activation::GeluTanh,
+    )?;
     Ok(g.add(x, &out))
 }

@@ -5,6 +5,11 @@
 //! Token stream fed to the DiT: `[state token?, future tokens, action tokens]`; the
 //! conditioning tokens enter only through the cross-attention of the even-numbered blocks.
 
+use crate::blocks::adaln::modulate;
+use crate::blocks::attention as mha;
+use crate::blocks::mlp::{feed_forward, Activation, Widths};
+use crate::blocks::sinusoid::{self, sinusoid_features, HalfOrder};
+use crate::blocks::Prefixed;
 use crate::builder::{DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
 use crate::vla_jepa::config::{DitDims, VlaJepaConfig, TIMESTEP_PROJ_CHANNELS};
@@ -39,7 +44,6 @@ enum CrossContext {
 const BLOCK_NORM_EPS: f32 = 1e-5;
 /// The DiT's `norm_out` before `proj_out_2`.
 const OUTPUT_NORM_EPS: f32 = 1e-6;
-const MAX_PERIOD: f64 = 10000.0;
 
 /// The timestep bucket upstream feeds at each Euler step: `int(step / N · buckets)`.
 pub fn euler_timesteps(cfg: &VlaJepaConfig) -> Vec<i64> {
@@ -58,74 +62,23 @@ pub fn euler_step_size(cfg: &VlaJepaConfig) -> f32 {
 /// Frequencies of diffusers `Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=1)`:
 /// `exp(-ln(10000) · k / (half - 1))`, rounded step by step in f32 as torch does.
 pub fn timestep_proj_frequencies() -> Vec<f32> {
-    let half = TIMESTEP_PROJ_CHANNELS / 2;
-    let neg_log = -(MAX_PERIOD.ln()) as f32;
-    let divisor = (half - 1) as f32;
-    (0..half)
-        .map(|k| ((neg_log * k as f32) / divisor).exp())
-        .collect()
+    sinusoid::timestep_frequencies(TIMESTEP_PROJ_CHANNELS, 1)
 }
 
 /// Frequencies of the action encoder's sinusoidal time features for width `dim`:
 /// `exp(-k · ln(10000) / (dim / 2))`, rounded step by step in f32 as torch does.
 pub fn action_time_frequencies(dim: usize) -> Vec<f32> {
-    let half = dim / 2;
-    let step = (MAX_PERIOD as f32).ln() / half.max(1) as f32;
-    (0..half).map(|k| (-(k as f32) * step).exp()).collect()
+    sinusoid::stepped_frequencies(dim)
 }
 
+/// The action head's weights and widths.
 struct Ctx<'a> {
-    w: &'a dyn WeightSource,
-    prefix: &'a str,
+    at: Prefixed<'a>,
     dims: DitDims,
     cond_dim: usize,
 }
 
 impl Ctx<'_> {
-    fn name(&self, rel: &str) -> String {
-        format!("{}{rel}", self.prefix)
-    }
-
-    fn linear(
-        &self,
-        g: &mut GraphBuilder,
-        x: &Value,
-        rel: &str,
-        in_features: usize,
-        out_features: usize,
-    ) -> Result<Value, WeightError> {
-        nn::linear(
-            g,
-            self.w,
-            x,
-            &self.name(rel),
-            in_features,
-            out_features,
-            true,
-        )
-    }
-
-    /// LayerNorm over the last axis without affine parameters.
-    fn plain_norm(&self, g: &mut GraphBuilder, x: &Value, eps: f32) -> Value {
-        nn::standardize(g, x, eps)
-    }
-
-    /// `norm(x) · (1 + scale) + shift`, with `scale`/`shift` of shape `[1, D]`.
-    fn modulate(
-        &self,
-        g: &mut GraphBuilder,
-        x: &Value,
-        eps: f32,
-        scale: &Value,
-        shift: &Value,
-    ) -> Value {
-        let normed = self.plain_norm(g, x, eps);
-        let one = g.scalar_f32(1.0);
-        let gain = g.add(scale, &one);
-        let scaled = g.mul(&normed, &gain);
-        g.add(&scaled, shift)
-    }
-
     /// The two halves of `linear(silu(temb))`, in the order they are chunked.
     fn modulation_pair(
         &self,
@@ -134,36 +87,29 @@ impl Ctx<'_> {
         rel: &str,
     ) -> Result<(Value, Value), WeightError> {
         let d = self.dims.inner_dim;
-        let both = self.linear(g, silu_temb, rel, d, 2 * d)?;
+        let both = self.at.linear(g, silu_temb, rel, d, 2 * d)?;
         let first = g.slice(&both, -1, 0, d as i64);
         let second = g.slice(&both, -1, d as i64, 2 * d as i64);
         Ok((first, second))
     }
 }
 
-/// `[rows, 1]` f32 `t` times a frequency row → `[rows, len(freqs)]` angles.
-fn angles(g: &mut GraphBuilder, t_col: &Value, hint: &str, freqs: Vec<f32>) -> Value {
-    let row = g.const_f32(hint, &[1, freqs.len()], freqs);
-    g.mul(t_col, &row)
-}
-
 /// `temb`: `TimestepEmbedding(cat(cos, sin))` of the bucket, `[1, D]`.
 fn timestep_embedding(g: &mut GraphBuilder, c: &Ctx, t_col: &Value) -> Result<Value, WeightError> {
-    let a = angles(g, t_col, "timestep_proj_freqs", timestep_proj_frequencies());
-    let cos = g.op("Cos", &[&a], vec![]);
-    let sin = g.op("Sin", &[&a], vec![]);
-    let proj = g.concat(&[&cos, &sin], -1);
-    let d = c.dims.inner_dim;
+    let proj = sinusoid_features(g, t_col, timestep_proj_frequencies(), HalfOrder::CosSin);
     let base = "model.timestep_encoder.timestep_embedder";
-    let h = c.linear(
+    feed_forward(
         g,
+        &c.at,
         &proj,
-        &format!("{base}.linear_1"),
-        TIMESTEP_PROJ_CHANNELS,
-        d,
-    )?;
-    let h = nn::silu(g, &h);
-    c.linear(g, &h, &format!("{base}.linear_2"), d, d)
+        [&format!("{base}.linear_1"), &format!("{base}.linear_2")],
+        Widths {
+            input: TIMESTEP_PROJ_CHANNELS,
+            hidden: c.dims.inner_dim,
+            output: c.dims.inner_dim,
+        },
+        Activation::Silu,
+    )
 }
 
 /// `ActionEncoder` plus the learned positions of the chunk: `[chunk, D]`.
@@ -179,21 +125,29 @@ fn action_tokens(
         chunk,
         ..
     } = c.dims;
-    let emb = c.linear(g, x, "action_encoder.layer1", action_dim, d)?;
+    let emb = c.at.linear(g, x, "action_encoder.layer1", action_dim, d)?;
     // The bucket is repeated per action row before the sinusoid, as upstream does.
     let shape = g.const_i64(&[chunk as i64, 1]);
     let t_rows = g.op("Expand", &[t_col, &shape], vec![]);
-    let a = angles(g, &t_rows, "action_time_freqs", action_time_frequencies(d));
-    let sin = g.op("Sin", &[&a], vec![]);
-    let cos = g.op("Cos", &[&a], vec![]);
-    let time = g.concat(&[&sin, &cos], -1);
+    let time = sinusoid_features(g, &t_rows, action_time_frequencies(d), HalfOrder::SinCos);
     let both = g.concat(&[&emb, &time], -1);
-    let h = c.linear(g, &both, "action_encoder.layer2", 2 * d, d)?;
-    let h = nn::silu(g, &h);
-    let h = c.linear(g, &h, "action_encoder.layer3", d, d)?;
+    let h = feed_forward(
+        g,
+        &c.at,
+        &both,
+        ["action_encoder.layer2", "action_encoder.layer3"],
+        Widths {
+            input: 2 * d,
+            hidden: d,
+            output: d,
+        },
+        Activation::Silu,
+    )?;
 
-    let table_name = c.name("position_embedding.weight");
-    let table = c.w.get_shaped(&table_name, &[c.dims.position_rows, d])?;
+    let table_name = c.at.name("position_embedding.weight");
+    let table =
+        c.at.weights
+            .get_shaped(&table_name, &[c.dims.position_rows, d])?;
     let rows = table.data[..chunk * d].to_vec();
     let positions = g.weight(&format!("{table_name}[0:{chunk}]"), &[chunk, d], rows);
     Ok(g.add(&h, &positions))
@@ -207,20 +161,17 @@ fn state_token(
     state_dim: usize,
 ) -> Result<Value, WeightError> {
     let row = g.reshape(state, &[1, state_dim as i64]);
-    let h = c.linear(
+    feed_forward(
         g,
+        &c.at,
         &row,
-        "state_encoder.layer1",
-        state_dim,
-        c.dims.output_dim,
-    )?;
-    let h = g.relu(&h);
-    c.linear(
-        g,
-        &h,
-        "state_encoder.layer2",
-        c.dims.output_dim,
-        c.dims.inner_dim,
+        ["state_encoder.layer1", "state_encoder.layer2"],
+        Widths {
+            input: state_dim,
+            hidden: c.dims.output_dim,
+            output: c.dims.inner_dim,
+        },
+        Activation::Relu,
     )
 }
 
@@ -246,8 +197,10 @@ fn key_value(
     context_dim: usize,
 ) -> Result<(Value, Value), WeightError> {
     let d = c.dims.inner_dim;
-    let k = c.linear(g, context, &format!("{base}.to_k"), context_dim, d)?;
-    let v = c.linear(g, context, &format!("{base}.to_v"), context_dim, d)?;
+    let k =
+        c.at.linear(g, context, &format!("{base}.to_k"), context_dim, d)?;
+    let v =
+        c.at.linear(g, context, &format!("{base}.to_v"), context_dim, d)?;
     Ok((k, v))
 }
 
@@ -266,13 +219,13 @@ fn attend_projected(
         head_dim,
         ..
     } = c.dims;
-    let q = c.linear(g, query_in, &format!("{base}.to_q"), d, d)?;
-    let q = nn::split_heads(g, &q, heads, head_dim);
-    let k = nn::split_heads(g, k, heads, head_dim);
-    let v = nn::split_heads(g, v, heads, head_dim);
-    let o = nn::attention(g, &q, &k, &v, head_dim, None);
-    let o = nn::merge_heads(g, &o, heads, head_dim);
-    c.linear(g, &o, &format!("{base}.to_out.0"), d, d)
+    let q = c.at.linear(g, query_in, &format!("{base}.to_q"), d, d)?;
+    let q = mha::split_heads(g, &q, heads, head_dim);
+    let k = mha::split_heads(g, k, heads, head_dim);
+    let v = mha::split_heads(g, v, heads, head_dim);
+    let o = mha::attention(g, &q, &k, &v, head_dim, None);
+    let o = mha::merge_heads(g, &o, heads, head_dim);
+    c.at.linear(g, &o, &format!("{base}.to_out.0"), d, d)
 }
 
 /// One `BasicTransformerBlock`: even blocks cross-attend to the conditioning tokens, odd
@@ -288,7 +241,7 @@ fn transformer_block(
     let d = c.dims.inner_dim;
     let base = format!("model.transformer_blocks.{index}");
     let (scale, shift) = c.modulation_pair(g, silu_temb, &format!("{base}.norm1.linear"))?;
-    let attn_in = c.modulate(g, x, BLOCK_NORM_EPS, &scale, &shift);
+    let attn_in = modulate(g, x, BLOCK_NORM_EPS, &scale, &shift);
     let attn_out = if index.is_multiple_of(2) {
         let attn = format!("{base}.attn1");
         match cond {
@@ -303,16 +256,18 @@ fn transformer_block(
     };
     let x = g.add(x, &attn_out);
 
-    let ff_in = c.plain_norm(g, &x, BLOCK_NORM_EPS);
-    let h = c.linear(
+    let ff_in = nn::standardize(g, &x, BLOCK_NORM_EPS);
+    let ff_out = feed_forward(
         g,
+        &c.at,
         &ff_in,
-        &format!("{base}.ff.net.0.proj"),
-        d,
-        c.dims.ff_dim,
+        [
+            &format!("{base}.ff.net.0.proj"),
+            &format!("{base}.ff.net.2"),
+        ],
+        Widths::residual(d, c.dims.ff_dim),
+        Activation::GeluTanh,
     )?;
-    let h = nn::gelu_tanh(g, &h);
-    let ff_out = c.linear(g, &h, &format!("{base}.ff.net.2"), c.dims.ff_dim, d)?;
     Ok(g.add(&x, &ff_out))
 }
 
@@ -370,8 +325,7 @@ fn build_condition(
         &[rows.clone(), Dim::from(cond_dim)],
     );
     let c = Ctx {
-        w: weights,
-        prefix,
+        at: Prefixed::new(weights, prefix),
         dims,
         cond_dim,
     };
@@ -438,8 +392,7 @@ fn build_step(
     };
 
     let c = Ctx {
-        w: weights,
-        prefix,
+        at: Prefixed::new(weights, prefix),
         dims,
         cond_dim,
     };
@@ -453,7 +406,7 @@ fn build_step(
     let actions = g.scoped("action_encoder", |g| {
         action_tokens(g, &c, &x, &t_col, action_dim)
     })?;
-    let future_name = c.name("future_tokens.weight");
+    let future_name = c.at.name("future_tokens.weight");
     let future = weights.get_shaped(&future_name, &[dims.num_future_tokens, d])?;
     let future = g.weight(&future_name, &future.shape, future.data);
     let (mut seq, seq_len) = match (&state, state_dim) {
@@ -479,22 +432,20 @@ fn build_step(
     // Everything after the blocks is row-wise, so only the action rows need computing.
     let rows = g.slice(&seq, 0, (seq_len - dims.chunk) as i64, seq_len as i64);
     let (shift, scale) = c.modulation_pair(&mut g, &silu_temb, "model.proj_out_1")?;
-    let out = c.modulate(&mut g, &rows, OUTPUT_NORM_EPS, &scale, &shift);
-    let out = c.linear(&mut g, &out, "model.proj_out_2", d, dims.output_dim)?;
-    let h = c.linear(
+    let out = modulate(&mut g, &rows, OUTPUT_NORM_EPS, &scale, &shift);
+    let out =
+        c.at.linear(&mut g, &out, "model.proj_out_2", d, dims.output_dim)?;
+    let v = feed_forward(
         &mut g,
+        &c.at,
         &out,
-        "action_decoder.layer1",
-        dims.output_dim,
-        dims.output_dim,
-    )?;
-    let h = g.relu(&h);
-    let v = c.linear(
-        &mut g,
-        &h,
-        "action_decoder.layer2",
-        dims.output_dim,
-        action_dim,
+        ["action_decoder.layer1", "action_decoder.layer2"],
+        Widths {
+            input: dims.output_dim,
+            hidden: dims.output_dim,
+            output: action_dim,
+        },
+        Activation::Relu,
     )?;
 
     g.output(

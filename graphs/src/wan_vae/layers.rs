@@ -3,6 +3,7 @@
 //! stay symbolic. Weight names are diffusers' (`{prefix}{module}.weight`).
 
 use super::state::{CacheSlot, CausalState, Phase};
+use crate::blocks::attention::attend;
 use crate::builder::{Attr, DType, Encoding, GraphBuilder, Layout, Value};
 use crate::nn;
 use crate::weights::{WeightError, WeightSource};
@@ -199,7 +200,7 @@ impl<'a> VaeNet<'a> {
         let k = g.slice(&qkv, -1, c64, 2 * c64);
         let kt = g.transpose(&k, &[0, 1, 3, 2]);
         let v = g.slice(&qkv, -1, 2 * c64, 3 * c64);
-        let context = nn::attend(g, &q, &kt, &v, None);
+        let context = attend(g, &q, &kt, &v, None);
         let out = nn::project(
             g,
             self.w,

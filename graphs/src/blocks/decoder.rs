@@ -1,0 +1,193 @@
+//! The decoder layer of the Qwen family's text stacks: pre-norm RMSNorm, grouped-query
+//! self-attention with rotate-half rotary embedding, and a SwiGLU feed-forward. What differs
+//! between generations (q/k norms, projection biases) is set by a [`DecoderStyle`].
+
+use super::attention::{grouped_query_attention, GroupedHeads};
+use super::mlp::{gated_feed_forward, Activation, Widths};
+use super::rotary::rotate_halves;
+use super::Prefixed;
+use crate::builder::{GraphBuilder, Value};
+use crate::weights::WeightError;
+
+/// The per-generation options of a decoder layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderStyle {
+    /// RMSNorm over each head of q and k (`q_norm`, `k_norm`) before the rotary embedding.
+    pub qk_norm: bool,
+    /// Biases on the q, k and v projections.
+    pub qkv_bias: bool,
+    /// A bias on the output projection `o_proj`.
+    pub output_bias: bool,
+}
+
+impl DecoderStyle {
+    /// Qwen3 and Qwen3-VL: q/k norms; the config's `attention_bias` puts a bias on all four
+    /// projections.
+    pub fn qwen3(attention_bias: bool) -> Self {
+        DecoderStyle {
+            qk_norm: true,
+            qkv_bias: attention_bias,
+            output_bias: attention_bias,
+        }
+    }
+
+    /// Qwen2, Qwen2-VL and Qwen2.5-VL: no q/k norms, biases on q, k and v only.
+    pub const QWEN2: DecoderStyle = DecoderStyle {
+        qk_norm: false,
+        qkv_bias: true,
+        output_bias: false,
+    };
+}
+
+/// The widths of a decoder layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecoderDims {
+    pub hidden: usize,
+    pub attention: GroupedHeads,
+    /// Width between the feed-forward's projections.
+    pub intermediate: usize,
+    pub rms_norm_eps: f32,
+}
+
+/// Rotate-half cos/sin tables `[seq, head_dim]`, one row per sequence row.
+pub struct RotaryTables {
+    pub cos: Value,
+    pub sin: Value,
+}
+
+/// One decoder layer: its weights (under `layers.{i}.`) and its shape.
+pub struct DecoderLayer<'a> {
+    pub at: Prefixed<'a>,
+    pub dims: DecoderDims,
+    pub style: DecoderStyle,
+}
+
+impl DecoderLayer<'_> {
+    /// The layer on `x` `[seq, hidden]` with the additive attention `bias` `[seq, seq]`. With
+    /// `readout`, only those rows are computed past the key/value projections and the result
+    /// is `[readout, hidden]`.
+    pub fn apply(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        rope: &RotaryTables,
+        bias: &Value,
+        readout: Option<&Value>,
+    ) -> Result<Value, WeightError> {
+        let DecoderDims {
+            hidden,
+            intermediate,
+            rms_norm_eps: eps,
+            ..
+        } = self.dims;
+        let normed = self.at.rms_norm(g, x, "input_layernorm", hidden, eps)?;
+        let attn = self.self_attention(g, &normed, rope, bias, readout)?;
+        let residual = match readout {
+            Some(rows) => g.gather(x, rows, 0),
+            None => x.clone(),
+        };
+        let h = g.add(&residual, &attn);
+        let normed = self
+            .at
+            .rms_norm(g, &h, "post_attention_layernorm", hidden, eps)?;
+        let mlp = gated_feed_forward(
+            g,
+            &self.at,
+            &normed,
+            ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"],
+            Widths::residual(hidden, intermediate),
+            Activation::Silu,
+        )?;
+        Ok(g.add(&h, &mlp))
+    }
+
+    /// Causal grouped-query self-attention; queries come from every row, or from the
+    /// `readout` rows only.
+    fn self_attention(
+        &self,
+        g: &mut GraphBuilder,
+        normed: &Value,
+        rope: &RotaryTables,
+        bias: &Value,
+        readout: Option<&Value>,
+    ) -> Result<Value, WeightError> {
+        let heads = self.dims.attention;
+        let (query_rows, query_rope, query_bias) = match readout {
+            Some(rows) => (
+                g.gather(normed, rows, 0),
+                RotaryTables {
+                    cos: g.gather(&rope.cos, rows, 0),
+                    sin: g.gather(&rope.sin, rows, 0),
+                },
+                g.gather(bias, rows, 0),
+            ),
+            None => (
+                normed.clone(),
+                RotaryTables {
+                    cos: rope.cos.clone(),
+                    sin: rope.sin.clone(),
+                },
+                bias.clone(),
+            ),
+        };
+        let q = self.project_heads(g, &query_rows, "q", heads.heads)?;
+        let q = self.normalize_heads(g, &q, "q_norm")?;
+        let q = g.transpose(&q, &[1, 0, 2]);
+        let q = rotate_halves(g, &q, &query_rope.cos, &query_rope.sin, heads.head_dim);
+        let k = self.project_heads(g, normed, "k", heads.kv_heads)?;
+        let k = self.normalize_heads(g, &k, "k_norm")?;
+        let k = g.transpose(&k, &[1, 0, 2]);
+        let k = rotate_halves(g, &k, &rope.cos, &rope.sin, heads.head_dim);
+        let v = self.project_heads(g, normed, "v", heads.kv_heads)?;
+        let v = g.transpose(&v, &[1, 0, 2]);
+
+        let context = grouped_query_attention(g, &q, &k, &v, heads, Some(&query_bias));
+        self.at.linear_with_bias(
+            g,
+            &context,
+            "self_attn.o_proj",
+            heads.heads * heads.head_dim,
+            self.dims.hidden,
+            self.style.output_bias,
+        )
+    }
+
+    /// `self_attn.{which}_proj` of `rows`, as `[rows, n, head_dim]`.
+    fn project_heads(
+        &self,
+        g: &mut GraphBuilder,
+        rows: &Value,
+        which: &str,
+        n: usize,
+    ) -> Result<Value, WeightError> {
+        let head_dim = self.dims.attention.head_dim;
+        let y = self.at.linear_with_bias(
+            g,
+            rows,
+            &format!("self_attn.{which}_proj"),
+            self.dims.hidden,
+            n * head_dim,
+            self.style.qkv_bias,
+        )?;
+        Ok(g.reshape(&y, &[-1, n as i64, head_dim as i64]))
+    }
+
+    /// The per-head RMSNorm `self_attn.{norm}` of `[rows, n, head_dim]`, when the style has it.
+    fn normalize_heads(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        norm: &str,
+    ) -> Result<Value, WeightError> {
+        if !self.style.qk_norm {
+            return Ok(x.clone());
+        }
+        self.at.rms_norm(
+            g,
+            x,
+            &format!("self_attn.{norm}"),
+            self.dims.attention.head_dim,
+            self.dims.rms_norm_eps,
+        )
+    }
+}
