@@ -2,9 +2,7 @@
 //! initial noise of the sampler.
 
 use super::PolicyError;
-use crate::preprocess::image::ImageF32;
-use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
+use crate::preprocess::image::{self as img, ImageF32};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -24,39 +22,43 @@ pub struct Observation {
     pub task: Option<String>,
 }
 
-/// The sampler's initial noise.
-#[derive(Debug, Clone)]
-pub enum Noise {
-    /// `[chunk_size, action_dim]` row-major (parity checks inject upstream's noise).
-    Given { shape: Vec<usize>, data: Vec<f32> },
-    /// Standard normal noise from a seeded generator.
-    Seeded(u64),
-}
-
-impl Noise {
-    /// The noise as a `[chunk, dim]` buffer, checked against the policy's shape.
-    pub fn materialize(&self, chunk: usize, dim: usize) -> Result<Vec<f32>, PolicyError> {
-        match self {
-            Noise::Given { shape, data } => {
-                if shape.as_slice() != [chunk, dim] {
-                    return Err(PolicyError::Input(format!(
-                        "noise has shape {shape:?}, this policy needs [{chunk}, {dim}] (chunk_size, action_dim)"
-                    )));
-                }
-                if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-                    return Err(PolicyError::Input(format!(
-                        "noise value {} at index {i} is not finite",
-                        data[i]
-                    )));
-                }
-                Ok(data.clone())
-            }
-            Noise::Seeded(seed) => {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
-                Ok((0..chunk * dim)
-                    .map(|_| StandardNormal.sample(&mut rng))
-                    .collect())
-            }
+impl Observation {
+    /// Fails unless the images are exactly the cameras `keys`: none unknown, none missing.
+    pub fn check_cameras(&self, keys: &[&str]) -> Result<(), PolicyError> {
+        let cameras = || keys.join(", ");
+        if let Some(extra) = self.images.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(PolicyError::Input(format!(
+                "image key `{extra}` is not a camera of this policy (cameras: {})",
+                cameras()
+            )));
         }
+        if let Some(missing) = keys.iter().find(|k| !self.images.contains_key(**k)) {
+            return Err(PolicyError::Input(format!(
+                "camera `{missing}` is missing: pass --image {missing}=<path> (cameras: {})",
+                cameras()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The frames of the cameras `keys`, in that order, as RGB float CHW in [0, 1] (a grey frame
+    /// is repeated to three channels).
+    pub fn camera_frames(&self, keys: &[&str]) -> Result<Vec<ImageF32>, PolicyError> {
+        self.check_cameras(keys)?;
+        keys.iter()
+            .map(|key| {
+                let frame = match &self.images[*key] {
+                    ImageInput::Path(p) => img::load_rgb_f32(p)?,
+                    ImageInput::Frame(f) => img::to_three_channels(f.clone()),
+                };
+                if frame.dim().0 != 3 {
+                    return Err(PolicyError::Input(format!(
+                        "camera `{key}`: frame has {} channels, expected 1 or 3",
+                        frame.dim().0
+                    )));
+                }
+                Ok(frame)
+            })
+            .collect()
     }
 }

@@ -3,7 +3,6 @@
 
 pub mod episode;
 
-use super::observation::ImageInput;
 use super::{Observation, PolicyError, Prediction, StageTimings};
 use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, TensorValue};
 use crate::manifest::Manifest;
@@ -290,23 +289,7 @@ impl VlaJepaPolicy {
 
     fn check_observation(&self, obs: &Observation) -> Result<(), PolicyError> {
         let spec = &self.spec;
-        let known: Vec<&str> = spec.cameras.iter().map(|c| c.key.as_str()).collect();
-        for key in obs.images.keys() {
-            if !known.contains(&key.as_str()) {
-                return Err(PolicyError::Input(format!(
-                    "image key `{key}` is not a camera of this policy (cameras: {})",
-                    known.join(", ")
-                )));
-            }
-        }
-        for key in &known {
-            if !obs.images.contains_key(*key) {
-                return Err(PolicyError::Input(format!(
-                    "camera `{key}` is missing: pass --image {key}=<path> (cameras: {})",
-                    known.join(", ")
-                )));
-            }
-        }
+        obs.check_cameras(&self.camera_keys())?;
         if let (Some(dim), Some(state)) = (spec.state_dim, obs.state.as_ref()) {
             if state.len() != dim {
                 return Err(PolicyError::Input(format!(
@@ -329,26 +312,13 @@ impl VlaJepaPolicy {
         Ok(())
     }
 
-    fn frame(&self, key: &str, input: &ImageInput) -> Result<ImageF32, PolicyError> {
-        let frame = match input {
-            ImageInput::Path(p) => img::load_rgb_f32(p)?,
-            ImageInput::Frame(f) => img::to_three_channels(f.clone()),
-        };
-        if frame.dim().0 != 3 {
-            return Err(PolicyError::Input(format!(
-                "camera `{key}`: frame has {} channels, expected 1 or 3",
-                frame.dim().0
-            )));
-        }
-        Ok(frame)
+    fn camera_keys(&self) -> Vec<&str> {
+        self.spec.cameras.iter().map(|c| c.key.as_str()).collect()
     }
 
     fn prepare(&self, obs: &Observation) -> Result<Prepared, PolicyError> {
         let spec = &self.spec;
-        let mut frames = Vec::with_capacity(spec.cameras.len());
-        for camera in &spec.cameras {
-            frames.push(self.frame(&camera.key, &obs.images[&camera.key])?);
-        }
+        let frames = obs.camera_frames(&self.camera_keys())?;
         prepare_frames(
             spec,
             &self.tokenizer,

@@ -11,8 +11,8 @@ use super::vae_stream::VaeStream;
 use super::LingbotVaPolicy;
 use crate::backend::{GraphSession, TensorValue};
 use crate::normalization::apply_post_steps;
-use crate::policy::{ImageInput, Noise, Observation, PolicyError, StageTimings, Step};
-use crate::preprocess::image::{self as img, ImageF32};
+use crate::policy::{Noise, Observation, PolicyError, StageTimings, Step};
+use crate::preprocess::image::ImageF32;
 use crate::sampler::FlowMatchScheduler;
 use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Ix5};
 use std::collections::{BTreeMap, VecDeque};
@@ -154,17 +154,6 @@ impl<'p> Episode<'p> {
         self.queue.len()
     }
 
-    /// Takes the next queued action without an observation (what `select_action` would return
-    /// next, minus the keyframe bookkeeping); `None` when the queue is empty.
-    pub fn pop_queued(&mut self) -> Option<Step> {
-        let (action, action_normalized) = self.queue.pop_front()?;
-        Some(Step {
-            action,
-            action_normalized,
-            predicted: false,
-        })
-    }
-
     /// Chunks predicted so far.
     pub fn chunks(&self) -> usize {
         self.chunks
@@ -224,34 +213,14 @@ impl<'p> Episode<'p> {
 
     /// The camera frames of `obs` in `obs_cam_keys` order, checked.
     fn frames(&self, obs: &Observation) -> Result<Vec<ImageF32>, PolicyError> {
-        let keys = &self.policy.config().obs_cam_keys;
-        if let Some(extra) = obs.images.keys().find(|k| !keys.contains(k)) {
-            return Err(PolicyError::Input(format!(
-                "image key `{extra}` is not a camera of this policy (cameras: {})",
-                keys.join(", ")
-            )));
-        }
-        keys.iter()
-            .map(|key| {
-                let input = obs.images.get(key).ok_or_else(|| {
-                    PolicyError::Input(format!(
-                        "camera `{key}` is missing (cameras: {})",
-                        keys.join(", ")
-                    ))
-                })?;
-                let frame = match input {
-                    ImageInput::Path(p) => img::load_rgb_f32(p)?,
-                    ImageInput::Frame(f) => img::to_three_channels(f.clone()),
-                };
-                if frame.dim().0 != 3 {
-                    return Err(PolicyError::Input(format!(
-                        "camera `{key}`: frame has {} channels, expected 1 or 3",
-                        frame.dim().0
-                    )));
-                }
-                Ok(frame)
-            })
-            .collect()
+        let keys: Vec<&str> = self
+            .policy
+            .config()
+            .obs_cam_keys
+            .iter()
+            .map(String::as_str)
+            .collect();
+        obs.camera_frames(&keys)
     }
 
     fn ensure_prompt(&mut self, task: &str) -> Result<(), PolicyError> {
