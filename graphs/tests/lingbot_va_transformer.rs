@@ -5,15 +5,16 @@
 
 mod common;
 
-use common::{f32_input, npy_f32, npy_i64, rel_l2, run_graph, Input, SafetensorsFile};
+use common::{f32_input, i64_input, npy_f32, npy_i64, rel_l2, run_graph, Input, SafetensorsFile};
 use ndarray::ArrayD;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use vjx_graphs::lingbot_va::rope::{action_grid, rope_tables, video_grid};
 use vjx_graphs::lingbot_va::transformer::{
     build_action_step_graph, build_text_condition_graph, build_video_step_graph, cache_key_name,
-    cache_value_name, cross_key_name, cross_value_name, new_key_name, new_value_name, CACHE_BIAS,
-    NOISY_ACTIONS, NOISY_LATENTS, ROPE_COS, ROPE_SIN, TEXT_EMBEDS, TIMESTEPS, VELOCITY,
+    cache_value_name, cross_key_name, cross_value_name, updated_key_name, updated_value_name,
+    CACHE_BIAS, CACHE_SLOTS, NOISY_ACTIONS, NOISY_LATENTS, ROPE_COS, ROPE_SIN, TEXT_EMBEDS,
+    TIMESTEPS, VELOCITY,
 };
 use vjx_graphs::lingbot_va::{CameraLayout, LingbotVaConfig, LingbotVaConfigError};
 use vjx_graphs::Model;
@@ -360,6 +361,35 @@ fn per_token(timesteps: &ArrayD<f32>, tokens_per_frame: usize) -> ArrayD<f32> {
     ArrayD::from_shape_vec(vec![batch, frames * tokens_per_frame], flat).unwrap()
 }
 
+/// `pool[:, slots[j]]` for every j: `[batch, tokens, heads, head_dim]`.
+fn at_slots(pool: &ArrayD<f32>, slots: &[i64]) -> ArrayD<f32> {
+    let index: Vec<usize> = slots.iter().map(|&s| s as usize).collect();
+    pool.select(ndarray::Axis(1), &index)
+}
+
+/// `pool` without the slots in `slots`.
+fn outside_slots(pool: &ArrayD<f32>, slots: &[i64]) -> ArrayD<f32> {
+    let others: Vec<usize> = (0..pool.shape()[1])
+        .filter(|s| !slots.contains(&(*s as i64)))
+        .collect();
+    pool.select(ndarray::Axis(1), &others)
+}
+
+/// `got` matches upstream's `want` within the parity bar.
+fn check_parity(call: &Call, case: &str, output: &str, got: ArrayD<f32>, want: ArrayD<f32>) {
+    assert_eq!(got.shape(), want.shape(), "{} {output}", call.dir.display());
+    let err = rel_l2(&data(got), &data(want));
+    println!(
+        "{case}/{} {output}: rel L2 {err:.3e}",
+        call.dir.file_name().unwrap().to_string_lossy()
+    );
+    assert!(
+        err <= PARITY,
+        "{} {output}: rel L2 {err:e}",
+        call.dir.display()
+    );
+}
+
 /// Replays the forwards of `case`; returns how many of them evicted cache slots.
 fn replay_case(case: &str, video: &Graph, action: &Graph) -> usize {
     let cfg = config();
@@ -390,6 +420,10 @@ fn replay_case(case: &str, video: &Graph, action: &Graph) -> usize {
             NOISY_LATENTS
         };
         let timesteps = per_token(&npy_f32(&call.dir.join("timesteps.npy")), tokens_per_frame);
+        let slots: Vec<i64> = npy_i64(&call.dir.join("slots.npy"))
+            .iter()
+            .copied()
+            .collect();
         let mut feeds = HashMap::from([
             (
                 noisy_name.to_string(),
@@ -399,6 +433,10 @@ fn replay_case(case: &str, video: &Graph, action: &Graph) -> usize {
             (ROPE_COS.to_string(), f32_input(&rope_shape, cos)),
             (ROPE_SIN.to_string(), f32_input(&rope_shape, sin)),
             (CACHE_BIAS.to_string(), f32_input(&[bias.len()], bias)),
+            (
+                CACHE_SLOTS.to_string(),
+                i64_input(&[slots.len()], slots.clone()),
+            ),
         ]);
         for i in 0..cfg.num_layers {
             feeds.insert(cache_key_name(i), feed(pools.keys[i].clone()));
@@ -413,29 +451,29 @@ fn replay_case(case: &str, video: &Graph, action: &Graph) -> usize {
         let graph = if call.action { action } else { video };
         let out = graph.run(feeds);
 
-        let mut expected = vec![(VELOCITY.to_string(), "velocity".to_string())];
+        let velocity = npy_f32(&call.dir.join("velocity.npy"));
+        check_parity(&call, case, VELOCITY, out[VELOCITY].clone(), velocity);
         for i in 0..cfg.num_layers {
-            expected.push((new_key_name(i), format!("new_key_{i}")));
-            expected.push((new_value_name(i), format!("new_value_{i}")));
-        }
-        for (output, file) in expected {
-            let want = npy_f32(&call.dir.join(format!("{file}.npy")));
-            assert_eq!(
-                out[&output].shape(),
-                want.shape(),
-                "{} {output}",
-                call.dir.display()
-            );
-            let err = rel_l2(&data(out[&output].clone()), &data(want));
-            println!(
-                "{case}/{} {output}: rel L2 {err:.3e}",
-                call.dir.file_name().unwrap().to_string_lossy()
-            );
-            assert!(
-                err <= PARITY,
-                "{} {output}: rel L2 {err:e}",
-                call.dir.display()
-            );
+            for (output, pool, kind) in [
+                (updated_key_name(i), &pools.keys[i], "key"),
+                (updated_value_name(i), &pools.values[i], "value"),
+            ] {
+                let updated = &out[&output];
+                assert_eq!(
+                    updated.shape(),
+                    pool.shape(),
+                    "{} {output}",
+                    call.dir.display()
+                );
+                let want = npy_f32(&call.dir.join(format!("new_{kind}_{i}.npy")));
+                check_parity(&call, case, &output, at_slots(updated, &slots), want);
+                assert_eq!(
+                    outside_slots(updated, &slots),
+                    outside_slots(pool, &slots),
+                    "{} {output}: the slots not written keep their entries",
+                    call.dir.display()
+                );
+            }
         }
         pools.apply(&call);
     }
@@ -490,6 +528,7 @@ fn step_graphs_declare_the_contract_io() {
             ROPE_COS,
             ROPE_SIN,
             CACHE_BIAS,
+            CACHE_SLOTS,
             "cache_key_0",
             "cache_value_0",
             "cache_key_1",
@@ -507,10 +546,10 @@ fn step_graphs_declare_the_contract_io() {
         outputs,
         [
             VELOCITY,
-            "new_key_0",
-            "new_value_0",
-            "new_key_1",
-            "new_value_1"
+            "updated_key_0",
+            "updated_value_0",
+            "updated_key_1",
+            "updated_value_1"
         ]
     );
 }

@@ -2,7 +2,7 @@
 //! KV-cache slot bookkeeping, camera preprocessing and layouts, and the action chunk.
 //! References: `fixtures/lingbot_host/`, written by `make_lingbot_host_reference.py`.
 
-use ndarray::{Array3, Array5, ArrayD, Ix3, Ix5};
+use ndarray::{s, Array3, Array4, Array5, ArrayD, ArrayView4, Ix3, Ix5};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use vjx_runtime::normalization::{FeatureNorm, NormMode};
@@ -13,7 +13,7 @@ use vjx_runtime::policy::lingbot_va::actions::{
 use vjx_runtime::policy::lingbot_va::camera::{
     camera_frame, resize_bilinear, robotwin_tshape, stack_cameras, vae_frames, width_concat,
 };
-use vjx_runtime::policy::lingbot_va::kv_cache::{CacheError, CacheUpdate, KvPools, SlotCache};
+use vjx_runtime::policy::lingbot_va::kv_cache::{CacheError, CacheUpdate, SlotCache};
 use vjx_runtime::sampler::FlowMatchScheduler;
 
 fn fixtures() -> PathBuf {
@@ -153,6 +153,36 @@ fn indices(value: &Value) -> Vec<usize> {
         .collect()
 }
 
+/// One block's pools `[batch, size, heads, head_dim]`, written as the step graph writes them.
+struct Pools {
+    keys: Array4<f32>,
+    values: Array4<f32>,
+}
+
+impl Pools {
+    fn zeros(shape: [usize; 4]) -> Self {
+        Pools {
+            keys: Array4::zeros(shape),
+            values: Array4::zeros(shape),
+        }
+    }
+
+    /// Token j of every batch row (`[batch, slots.len(), heads, head_dim]`) goes to `slots[j]`.
+    fn write(&mut self, slots: &[usize], new_keys: &[f32], new_values: &[f32]) {
+        let [batch, _, heads, head_dim] = *self.keys.shape() else {
+            unreachable!("Array4")
+        };
+        let shape = (batch, slots.len(), heads, head_dim);
+        for (pool, new) in [(&mut self.keys, new_keys), (&mut self.values, new_values)] {
+            let new = ArrayView4::from_shape(shape, new).unwrap();
+            for (j, &slot) in slots.iter().enumerate() {
+                pool.slice_mut(s![.., slot, .., ..])
+                    .assign(&new.slice(s![.., j, .., ..]));
+            }
+        }
+    }
+}
+
 #[test]
 fn slot_cache_replays_upstream_wan_attention_trace() {
     let trace = json("kv/trace.json");
@@ -164,7 +194,7 @@ fn slot_cache_replays_upstream_wan_attention_trace() {
     let v_pools = npy("kv/v_pools.npy");
 
     let mut cache = SlotCache::new(size);
-    let mut pools = KvPools::new(1, batch, size, heads, head_dim);
+    let mut pools = Pools::zeros([batch, size, heads, head_dim]);
     let mut token_offset = 0;
     for (n, step) in trace["steps"].as_array().unwrap().iter().enumerate() {
         let tokens = step["tokens"].as_u64().unwrap() as usize;
@@ -209,7 +239,7 @@ fn slot_cache_replays_upstream_wan_attention_trace() {
                         let (k, v) = (slice(&new_keys), slice(&new_values));
                         token_offset += tokens;
                         if let Some(slots) = pending.finish(update) {
-                            pools.write(0, &slots, &k, &v).unwrap();
+                            pools.write(&slots, &k, &v);
                         }
                     }
                 }
@@ -228,7 +258,7 @@ fn slot_cache_replays_upstream_wan_attention_trace() {
         assert_eq!(cache.is_pred(), bools(&after["is_pred"]), "{what} is_pred");
 
         // Valid slots hold exactly upstream's K/V (discarded calls' slots are never read).
-        for (pool, reference) in [(pools.keys(0), &k_pools), (pools.values(0), &v_pools)] {
+        for (pool, reference) in [(&pools.keys, &k_pools), (&pools.values, &v_pools)] {
             let reference = reference.index_axis(ndarray::Axis(0), n);
             for slot in (0..size).filter(|&s| cache.valid()[s]) {
                 for b in 0..batch {

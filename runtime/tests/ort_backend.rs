@@ -9,14 +9,16 @@ use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
 use vjx_graphs::builder::{DType, Dim, GraphBuilder};
 use vjx_graphs::Precision;
-use vjx_runtime::backend::ort::{Device, GpuOptions, OrtBackend, TensorRtGraph, TrtFp16};
+use vjx_runtime::backend::ort::{
+    Device, GpuOptions, OrtBackend, OutputBinding, TensorRtGraph, TrtFp16,
+};
 use vjx_runtime::backend::ort_library::{
     check_version, find_library, library_version, open, runtime, OrtLibraryError, SearchPaths,
     MINIMUM_VERSION,
 };
 use vjx_runtime::backend::ort_version::OrtVersion;
 use vjx_runtime::backend::tract::TractBackend;
-use vjx_runtime::backend::{Backend, BackendError, Outputs, TensorValue};
+use vjx_runtime::backend::{Backend, BackendError, GraphOutputs, Tensor, TensorValue};
 use vjx_runtime::backend::{InputRange, ShapeProfile};
 
 const FEATURES: usize = 16;
@@ -64,29 +66,47 @@ fn write_classifier(dir: &Path) -> PathBuf {
     written.graph_file
 }
 
-fn classifier_inputs(rows: usize) -> Vec<(&'static str, TensorValue)> {
+/// `y = x + x` over `[rows, CLASSES]`.
+fn write_doubler(dir: &Path) -> PathBuf {
+    let mut g = GraphBuilder::new("doubler");
+    let shape = [Dim::from("rows"), Dim::from(CLASSES)];
+    let x = g.input("x", DType::F32, &shape);
+    let y = g.add(&x, &x);
+    g.output(&y, "y", DType::F32, &shape);
+    g.finish().write(dir, "doubler").unwrap().graph_file
+}
+
+fn classifier_inputs(rows: usize) -> Vec<(&'static str, Tensor)> {
     let x = (0..rows * FEATURES)
         .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
         .collect();
     vec![
-        ("x", TensorValue::f32(&[rows, FEATURES], x)),
+        ("x", Tensor::f32(&[rows, FEATURES], x)),
         (
             "ids",
-            TensorValue::i64(&[rows], (0..rows as i64).map(|i| i * 10 - 3).collect()),
+            Tensor::i64(&[rows], (0..rows as i64).map(|i| i * 10 - 3).collect()),
         ),
     ]
 }
 
-fn run(backend: &dyn Backend, graph: &Path, rows: usize) -> Outputs {
+fn refs<'t>(inputs: &'t [(&'static str, Tensor)]) -> Vec<(&'static str, &'t Tensor)> {
+    inputs.iter().map(|(n, t)| (*n, t)).collect()
+}
+
+fn run(backend: &dyn Backend, graph: &Path, rows: usize) -> GraphOutputs {
     backend
         .load(graph)
         .unwrap()
-        .run(&classifier_inputs(rows))
+        .run(&refs(&classifier_inputs(rows)))
         .unwrap()
 }
 
-fn f32_of(outputs: &Outputs, name: &str) -> ArrayD<f32> {
-    outputs[name].clone().into_f32().unwrap()
+fn f32_of(outputs: &mut GraphOutputs, name: &str) -> ArrayD<f32> {
+    outputs.take_f32(name).unwrap()
+}
+
+fn cpu_backend_binding_outputs() -> OrtBackend {
+    cpu_backend().with_output_binding(OutputBinding::Always)
 }
 
 fn rel_l2(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f64 {
@@ -103,9 +123,9 @@ fn rel_l2(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f64 {
 fn cpu_gives_the_same_probabilities_as_tract() {
     let dir = tempfile::tempdir().unwrap();
     let graph = write_classifier(dir.path());
-    let ort = run(&cpu_backend(), &graph, 5);
-    let tract = run(&TractBackend::default(), &graph, 5);
-    let (got, want) = (f32_of(&ort, "probs"), f32_of(&tract, "probs"));
+    let mut ort = run(&cpu_backend(), &graph, 5);
+    let mut tract = run(&TractBackend::default(), &graph, 5);
+    let (got, want) = (f32_of(&mut ort, "probs"), f32_of(&mut tract, "probs"));
     assert_eq!(got.shape(), &[5, CLASSES]);
     let err = rel_l2(&got, &want);
     assert!(err < 1e-6, "ort vs tract relative L2 {err:e}");
@@ -121,9 +141,9 @@ fn cpu_gives_the_same_probabilities_as_tract() {
 #[test]
 fn cpu_passes_i64_tensors_through_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let outputs = run(&cpu_backend(), &write_classifier(dir.path()), 4);
+    let mut outputs = run(&cpu_backend(), &write_classifier(dir.path()), 4);
     assert_eq!(
-        outputs["next_ids"],
+        outputs.take("next_ids").unwrap().into_host().unwrap(),
         TensorValue::i64(&[4], vec![-2, 8, 18, 28])
     );
 }
@@ -133,8 +153,8 @@ fn one_session_runs_many_row_counts() {
     let dir = tempfile::tempdir().unwrap();
     let session = cpu_backend().load(&write_classifier(dir.path())).unwrap();
     for rows in [1, 7, 3] {
-        let outputs = session.run(&classifier_inputs(rows)).unwrap();
-        assert_eq!(outputs["probs"].shape(), &[rows, CLASSES]);
+        let mut outputs = session.run(&refs(&classifier_inputs(rows))).unwrap();
+        assert_eq!(outputs.take("probs").unwrap().shape(), &[rows, CLASSES]);
     }
 }
 
@@ -149,14 +169,123 @@ fn the_session_lists_its_inputs_by_name() {
 fn a_missing_input_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let session = cpu_backend().load(&write_classifier(dir.path())).unwrap();
-    let only_x = &classifier_inputs(2)[..1];
-    match session.run(only_x) {
+    let inputs = classifier_inputs(2);
+    match session.run(&refs(&inputs[..1])) {
         Err(BackendError::MissingInput { name, graph }) => {
             assert_eq!(name, "ids");
             assert_eq!(graph, "classifier.onnx");
         }
         other => panic!("expected MissingInput, got {other:?}"),
     }
+}
+
+#[test]
+fn a_missing_output_names_the_graph_and_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = run(&cpu_backend(), &write_classifier(dir.path()), 2);
+    match outputs.take("logits") {
+        Err(BackendError::MissingOutput { graph, name }) => {
+            assert_eq!(graph, "classifier.onnx");
+            assert_eq!(name, "logits");
+        }
+        other => panic!("expected MissingOutput, got {other:?}"),
+    }
+}
+
+#[test]
+fn outputs_stay_ort_values_until_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = run(&cpu_backend(), &write_classifier(dir.path()), 3);
+    match outputs.take("probs").unwrap() {
+        Tensor::Backend(value) => {
+            assert_eq!(value.backend(), "ort");
+            assert_eq!(value.shape(), &[3, CLASSES]);
+        }
+        Tensor::Host(_) => panic!("the output was copied to the host"),
+    }
+}
+
+#[test]
+fn cpu_io_binding_gives_exactly_the_outputs_of_a_plain_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = write_classifier(dir.path());
+    let mut plain = run(&cpu_backend(), &graph, 6);
+    let mut bound = run(&cpu_backend_binding_outputs(), &graph, 6);
+    assert_eq!(f32_of(&mut bound, "probs"), f32_of(&mut plain, "probs"));
+    assert_eq!(
+        bound.take("next_ids").unwrap().into_host().unwrap(),
+        plain.take("next_ids").unwrap().into_host().unwrap()
+    );
+}
+
+#[test]
+fn an_output_of_a_bound_run_is_not_overwritten_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = cpu_backend_binding_outputs()
+        .load(&write_classifier(dir.path()))
+        .unwrap();
+    let first_inputs = classifier_inputs(4);
+    let first = session
+        .run(&refs(&first_inputs))
+        .unwrap()
+        .take("probs")
+        .unwrap();
+    let before = first.to_host().unwrap();
+    let other_x = Tensor::f32(&[4, FEATURES], vec![0.5; 4 * FEATURES]);
+    let _second = session
+        .run(&[("x", &other_x), ("ids", &first_inputs[1].1)])
+        .unwrap();
+    assert_eq!(first.to_host().unwrap(), before);
+}
+
+/// The classifier's probabilities fed to the doubler as a value of the backend that made them.
+fn chained(backend: &dyn Backend, dir: &Path) -> ArrayD<f32> {
+    let doubler = backend.load(&write_doubler(dir)).unwrap();
+    let probs = run(backend, &write_classifier(dir), 3)
+        .take("probs")
+        .unwrap();
+    assert!(matches!(probs, Tensor::Backend(_)));
+    doubler
+        .run(&[("x", &probs)])
+        .unwrap()
+        .take_f32("y")
+        .unwrap()
+}
+
+#[test]
+fn an_output_feeds_the_next_graph_plainly_and_through_io_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut probs = run(&cpu_backend(), &write_classifier(dir.path()), 3);
+    let want = f32_of(&mut probs, "probs").mapv(|p| p + p);
+    assert_eq!(chained(&cpu_backend(), dir.path()), want);
+    assert_eq!(chained(&cpu_backend_binding_outputs(), dir.path()), want);
+}
+
+#[test]
+fn a_value_of_one_backend_feeds_a_graph_of_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let doubler = write_doubler(dir.path());
+    let classifier = write_classifier(dir.path());
+    let from_ort = run(&cpu_backend(), &classifier, 3).take("probs").unwrap();
+    let from_tract = run(&TractBackend::default(), &classifier, 3)
+        .take("probs")
+        .unwrap();
+    let on_tract = TractBackend::default()
+        .load(&doubler)
+        .unwrap()
+        .run(&[("x", &from_ort)])
+        .unwrap()
+        .take_f32("y")
+        .unwrap();
+    let on_ort = cpu_backend()
+        .load(&doubler)
+        .unwrap()
+        .run(&[("x", &from_tract)])
+        .unwrap()
+        .take_f32("y")
+        .unwrap();
+    assert_eq!(on_tract, from_ort.into_f32().unwrap().mapv(|p| p + p));
+    assert_eq!(on_ort, from_tract.into_f32().unwrap().mapv(|p| p + p));
 }
 
 #[test]
@@ -199,9 +328,9 @@ fn auto_falls_back_to_the_cpu_per_graph_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let graph = write_classifier(dir.path());
     let auto = OrtBackend::new(Device::Auto).unwrap();
-    let tract = run(&TractBackend::default(), &graph, 5);
-    let got = run(&auto, &graph, 5);
-    assert!(rel_l2(&f32_of(&got, "probs"), &f32_of(&tract, "probs")) < 1e-6);
+    let mut tract = run(&TractBackend::default(), &graph, 5);
+    let mut got = run(&auto, &graph, 5);
+    assert!(rel_l2(&f32_of(&mut got, "probs"), &f32_of(&mut tract, "probs")) < 1e-6);
     let placements = auto.placements();
     assert_eq!(placements.len(), 1);
     assert_eq!(placements[0].graph, "classifier.onnx");

@@ -4,17 +4,18 @@
 //!
 //! A step graph is upstream's single-stream inference forward with the self-attention KV cache
 //! moved to graph I/O: it attends over the cache pool (masked by the additive `cache_bias`) plus
-//! its own new tokens, and returns the new tokens' keys (after `norm_k` and RoPE) and values for
-//! the host to write into the slots it allocates.
+//! its own new tokens, and returns the pools with the new tokens' keys (after `norm_k` and RoPE)
+//! and values written at the slots the host allocated for them ([`CACHE_SLOTS`]); the host keeps
+//! those pools or the old ones, as the call's cache update says.
 //!
 //! Shapes: batch (`batch`), cache slots (`cache_len`), prompt length (`text_len`) and latent
 //! frames (`frames`, with `tokens` = frames · tokens per frame) are symbolic; the latent height
 //! and width and the actions per frame are fixed from the config.
 //!
 //! Step-graph inputs, in order: the noisy input, [`TIMESTEPS`], [`ROPE_COS`], [`ROPE_SIN`],
-//! [`CACHE_BIAS`], then [`cache_key_name`]/[`cache_value_name`] of every block, then
-//! [`cross_key_name`]/[`cross_value_name`] of every block. Outputs: [`VELOCITY`], then
-//! [`new_key_name`]/[`new_value_name`] of every block.
+//! [`CACHE_BIAS`], [`CACHE_SLOTS`], then [`cache_key_name`]/[`cache_value_name`] of every block,
+//! then [`cross_key_name`]/[`cross_value_name`] of every block. Outputs: [`VELOCITY`], then
+//! [`updated_key_name`]/[`updated_value_name`] of every block.
 
 use crate::blocks::adaln::modulate;
 use crate::blocks::attention::{attention_batched, split_heads_batched};
@@ -34,6 +35,8 @@ pub const TIMESTEPS: &str = "timesteps";
 pub const ROPE_COS: &str = "rope_cos";
 pub const ROPE_SIN: &str = "rope_sin";
 pub const CACHE_BIAS: &str = "cache_bias";
+/// The cache slot of each of this forward's tokens, `[tokens]` (i64).
+pub const CACHE_SLOTS: &str = "cache_slots";
 pub const VELOCITY: &str = "velocity";
 
 pub const TEXT_CONDITION_GRAPH_NAME: &str = "lingbot_va_text_condition";
@@ -63,13 +66,15 @@ pub fn cache_key_name(i: usize) -> String {
 pub fn cache_value_name(i: usize) -> String {
     format!("cache_value_{i}")
 }
-/// Keys of this forward's tokens in block `i` (after `norm_k` and RoPE), `[batch, tokens, heads, head_dim]`.
-pub fn new_key_name(i: usize) -> String {
-    format!("new_key_{i}")
+/// Key pool of block `i` with this forward's keys (after `norm_k` and RoPE) at [`CACHE_SLOTS`],
+/// `[batch, cache_len, heads, head_dim]`.
+pub fn updated_key_name(i: usize) -> String {
+    format!("updated_key_{i}")
 }
-/// Values of this forward's tokens in block `i`, `[batch, tokens, heads, head_dim]`.
-pub fn new_value_name(i: usize) -> String {
-    format!("new_value_{i}")
+/// Value pool of block `i` with this forward's values at [`CACHE_SLOTS`],
+/// `[batch, cache_len, heads, head_dim]`.
+pub fn updated_value_name(i: usize) -> String {
+    format!("updated_value_{i}")
 }
 
 /// Which token stream a step graph denoises.
@@ -511,6 +516,7 @@ fn build_step_graph(
     let cos = g.input(ROPE_COS, DType::F32, &rope_shape);
     let sin = g.input(ROPE_SIN, DType::F32, &rope_shape);
     let cache_bias = g.input(CACHE_BIAS, DType::F32, &[Dim::from(CACHE_DIM)]);
+    let cache_slots = g.input(CACHE_SLOTS, DType::I64, std::slice::from_ref(&tokens));
     let pool_shape = [
         batch.clone(),
         Dim::from(CACHE_DIM),
@@ -551,7 +557,8 @@ fn build_step_graph(
     };
 
     let mut hidden = x;
-    let mut new_kv = Vec::with_capacity(cfg.num_layers);
+    let mut updated = Vec::with_capacity(cfg.num_layers);
+    let mut pool_index = None;
     for (i, ((cache_key, cache_value), (cross_key, cross_value))) in
         pools.into_iter().zip(cross).enumerate()
     {
@@ -565,7 +572,27 @@ fn build_step_graph(
             transformer_block(g, &c, i, &hidden, &step, &inputs)
         })?;
         hidden = out.hidden;
-        new_kv.push((out.new_key, out.new_value));
+        let index = pool_index
+            .get_or_insert_with(|| {
+                g.scoped("cache_index", |g| {
+                    pool_index_of(g, &cache_slots, &inputs.cache_key)
+                })
+            })
+            .clone();
+        updated.push(g.scoped(&format!("cache_write_{i}"), |g| {
+            (
+                g.op(
+                    "ScatterND",
+                    &[&inputs.cache_key, &index, &out.new_key],
+                    vec![],
+                ),
+                g.op(
+                    "ScatterND",
+                    &[&inputs.cache_value, &index, &out.new_value],
+                    vec![],
+                ),
+            )
+        }));
     }
     let v = g.scoped("head", |g| velocity(g, &c, stream, &hidden, &temb))?;
 
@@ -588,10 +615,28 @@ fn build_step_graph(
         ],
     };
     g.output(&v, VELOCITY, DType::F32, &velocity_shape);
-    let new_shape = [batch, tokens, heads[0].clone(), heads[1].clone()];
-    for (i, (k, v)) in new_kv.iter().enumerate() {
-        g.output(k, &new_key_name(i), DType::F32, &new_shape);
-        g.output(v, &new_value_name(i), DType::F32, &new_shape);
+    for (i, (k, v)) in updated.iter().enumerate() {
+        g.output(k, &updated_key_name(i), DType::F32, &pool_shape);
+        g.output(v, &updated_value_name(i), DType::F32, &pool_shape);
     }
     Ok(g.finish())
+}
+
+/// The ScatterND indices `[batch, tokens, 2]` that write token j of every batch row b of a
+/// `[batch, tokens, heads, head_dim]` tensor at `(b, slots[j])` of `pool`.
+fn pool_index_of(g: &mut GraphBuilder, slots: &Value, pool: &Value) -> Value {
+    let scalar = |g: &mut GraphBuilder, x: &Value| g.op("Squeeze", &[x], vec![]);
+    let zero = g.const_i64(&[0]);
+    let one = g.const_i64(&[1]);
+    let pool_shape = g.op("Shape", &[pool], vec![]);
+    let batch = g.slice(&pool_shape, 0, 0, 1);
+    let tokens = g.op("Shape", &[slots], vec![]);
+    let grid = g.concat(&[&batch, &tokens, &one], 0);
+    let (start, limit, delta) = (scalar(g, &zero), scalar(g, &batch), scalar(g, &one));
+    let rows = g.op("Range", &[&start, &limit, &delta], vec![]);
+    let rows = g.unsqueeze(&rows, &[1, 2]);
+    let rows = g.op("Expand", &[&rows, &grid], vec![]);
+    let slots = g.unsqueeze(slots, &[0, 2]);
+    let slots = g.op("Expand", &[&slots, &grid], vec![]);
+    g.concat(&[&rows, &slots], 2)
 }

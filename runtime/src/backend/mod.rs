@@ -1,46 +1,18 @@
 //! Backends that run the exported ONNX graphs. tract is the zero-install default; ort (ONNX
 //! Runtime, opened at run time) adds CUDA and TensorRT. Every backend loads a graph file and
-//! runs it on named host tensors.
+//! runs it on named tensors: host arrays, or values the backend keeps between graphs.
 
 pub mod ort;
 pub mod ort_library;
 pub mod ort_provider_options;
 pub mod ort_version;
+pub mod tensor;
 pub mod tensorrt_cache;
 pub mod tract;
 
-use ndarray::ArrayD;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+pub use tensor::{BackendTensor, GraphOutputs, Tensor, TensorValue};
 use thiserror::Error;
-
-/// A host tensor passed to or returned from a graph.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorValue {
-    F32(ArrayD<f32>),
-    I64(ArrayD<i64>),
-}
-
-impl TensorValue {
-    pub fn f32(shape: &[usize], data: Vec<f32>) -> Self {
-        TensorValue::F32(ArrayD::from_shape_vec(shape.to_vec(), data).expect("shape matches data"))
-    }
-    pub fn i64(shape: &[usize], data: Vec<i64>) -> Self {
-        TensorValue::I64(ArrayD::from_shape_vec(shape.to_vec(), data).expect("shape matches data"))
-    }
-    pub fn shape(&self) -> &[usize] {
-        match self {
-            TensorValue::F32(a) => a.shape(),
-            TensorValue::I64(a) => a.shape(),
-        }
-    }
-    pub fn into_f32(self) -> Result<ArrayD<f32>, BackendError> {
-        match self {
-            TensorValue::F32(a) => Ok(a),
-            TensorValue::I64(_) => Err(BackendError::DType("expected f32, got i64".into())),
-        }
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum BackendError {
@@ -48,19 +20,22 @@ pub enum BackendError {
     Load { path: PathBuf, reason: String },
     #[error("graph {graph}: input `{name}` not given")]
     MissingInput { graph: String, name: String },
+    #[error("graph {graph}: output `{name}` missing")]
+    MissingOutput { graph: String, name: String },
     #[error("graph {graph}: running failed: {reason}")]
     Run { graph: String, reason: String },
+    #[error("reading a backend tensor: {0}")]
+    Read(String),
     #[error("unexpected tensor type: {0}")]
     DType(String),
 }
 
-/// Named outputs of one graph run.
-pub type Outputs = HashMap<String, TensorValue>;
-
 /// One loaded graph, ready to run many times.
 pub trait GraphSession: Send + Sync {
     fn input_names(&self) -> &[String];
-    fn run(&self, inputs: &[(&str, TensorValue)]) -> Result<Outputs, BackendError>;
+    /// Runs the graph. Inputs may be host tensors or values of this backend (those of another
+    /// backend go through the host); the outputs stay values of this backend until read.
+    fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<GraphOutputs, BackendError>;
 }
 
 pub trait Backend: Send + Sync {

@@ -2,26 +2,37 @@
 //! the CPU, or on an NVIDIA GPU through the CUDA or TensorRT execution provider. A fixed GPU
 //! device that cannot be set up is an error naming the provider; `auto` tries TensorRT, CUDA
 //! and the CPU in turn for each graph and records where each one landed.
+//!
+//! Outputs stay `ort` values until the host reads them. On CUDA and TensorRT each run goes
+//! through a fresh IO binding whose outputs are bound to the GPU's memory, so that the KV pools,
+//! VAE caches and conditioning tensors the pipelines feed back never leave the device. That
+//! device path has not been run on a GPU yet; its CPU twin ([`OutputBinding::Always`]) is tested
+//! against plain runs.
 
 use super::ort_library::{self, OrtLibraryError};
 use super::ort_provider_options::{self, Provider};
 use super::ort_version::OrtVersion;
+use super::tensor::BackendValue;
 use super::tensorrt_cache::{self, CacheKey, EngineCache};
 use super::{
-    Backend, BackendError, GraphSession, Outputs, Placement, RuntimeLibrary, ShapeProfile,
-    TensorValue,
+    Backend, BackendError, BackendTensor, GraphOutputs, GraphSession, Placement, RuntimeLibrary,
+    ShapeProfile, TensorValue,
 };
 use crate::manifest::{Manifest, ManifestError};
 use ort::ep::{
     ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch, TensorRT, CUDA,
 };
-use ort::session::{Session, SessionInputValue};
-use ort::value::{Tensor, TensorElementType, TensorRef, ValueRef};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{Session, SessionInputValue, SessionOutputs};
+use ort::value::{
+    DynTensorValueType, DynValue, Tensor, TensorElementType, TensorRef, TensorValueTypeMarker,
+    Value,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use thiserror::Error;
 use vjx_graphs::Precision;
 
@@ -102,6 +113,17 @@ impl FromStr for TrtFp16 {
             other => Err(OrtBackendError::UnknownTrtFp16(other.to_string())),
         }
     }
+}
+
+/// Where a session's outputs are bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputBinding {
+    /// IO binding to the GPU's memory for graphs placed on CUDA or TensorRT, so that outputs
+    /// stay on the device until the host reads them; plain runs on the CPU.
+    #[default]
+    DeviceOnly,
+    /// IO binding for every graph, the CPU ones included (to test that path without a GPU).
+    Always,
 }
 
 /// Settings of the GPU execution providers.
@@ -277,6 +299,7 @@ pub struct OrtBackend {
     placements: Mutex<Vec<Placement>>,
     /// The TensorRT library's version and the GPU, looked up at the first TensorRT load.
     machine: OnceLock<(String, String)>,
+    binding: OutputBinding,
 }
 
 impl OrtBackend {
@@ -305,6 +328,7 @@ impl OrtBackend {
             gpu,
             placements: Mutex::new(Vec::new()),
             machine: OnceLock::new(),
+            binding: OutputBinding::default(),
         };
         ort_library::runtime()?;
         if device != Device::Auto {
@@ -315,6 +339,31 @@ impl OrtBackend {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Binds outputs as `binding` says for the graphs loaded from now on.
+    pub fn with_output_binding(mut self, binding: OutputBinding) -> Self {
+        self.binding = binding;
+        self
+    }
+
+    /// The memory a graph placed on `device` binds its outputs to; `None` for plain runs.
+    fn output_memory(
+        &self,
+        device: Device,
+    ) -> Result<Option<MemoryInfo<'static>>, OrtBackendError> {
+        let memory = |place: AllocationDevice, id: i32| {
+            MemoryInfo::new(place, id, AllocatorType::Device, MemoryType::Default)
+                .map(Some)
+                .map_err(|e| OrtBackendError::Session(e.to_string()))
+        };
+        match (device, self.binding) {
+            (Device::Cuda | Device::TensorRt, _) => {
+                memory(AllocationDevice::CUDA, self.gpu.device_id)
+            }
+            (_, OutputBinding::Always) => memory(AllocationDevice::CPU, 0),
+            (_, OutputBinding::DeviceOnly) => Ok(None),
+        }
     }
 
     /// A session builder with this backend's threads and `device`'s execution providers.
@@ -554,9 +603,19 @@ impl Backend for OrtBackend {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
+        let output_names = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let output_memory = self
+            .output_memory(device)
+            .map_err(|e| load_err(e.to_string()))?;
         Ok(Box::new(OrtSession {
             graph,
             input_names,
+            output_names,
+            output_memory,
             session: Mutex::new(session),
         }))
     }
@@ -579,8 +638,18 @@ fn first_line(text: &str) -> &str {
 struct OrtSession {
     graph: String,
     input_names: Vec<String>,
+    output_names: Vec<String>,
+    /// Where IO binding puts the outputs; `None` runs without binding.
+    output_memory: Option<MemoryInfo<'static>>,
     /// `Session::run` takes `&mut self`; one run at a time per graph.
     session: Mutex<Session>,
+}
+
+/// An input as ONNX Runtime takes it: borrowed from the host or from an ort value, or (for a
+/// non-contiguous array or another backend's value) copied.
+enum OrtInput<'v> {
+    Borrowed(SessionInputValue<'v>),
+    Shared(&'v DynValue),
 }
 
 impl OrtSession {
@@ -591,8 +660,23 @@ impl OrtSession {
         }
     }
 
+    fn input_value<'v>(&self, value: &'v super::Tensor) -> Result<OrtInput<'v>, BackendError> {
+        let host = match value {
+            super::Tensor::Host(host) => return self.host_input(host).map(OrtInput::Borrowed),
+            super::Tensor::Backend(b) => match b.value() {
+                BackendValue::Ort(v) => return Ok(OrtInput::Shared(v)),
+                BackendValue::Tract(_) => b.clone().into_host()?,
+            },
+        };
+        let owned: ort::Result<SessionInputValue<'v>> = match host {
+            TensorValue::F32(a) => Tensor::from_array(a).map(Into::into),
+            TensorValue::I64(a) => Tensor::from_array(a).map(Into::into),
+        };
+        owned.map(OrtInput::Borrowed).map_err(|e| self.run_err(e))
+    }
+
     /// Borrows contiguous host arrays; copies only non-contiguous ones.
-    fn input_value<'v>(
+    fn host_input<'v>(
         &self,
         value: &'v TensorValue,
     ) -> Result<SessionInputValue<'v>, BackendError> {
@@ -613,19 +697,129 @@ impl OrtSession {
         converted.map_err(|e| self.run_err(e))
     }
 
-    fn output_value(&self, name: &str, value: &ValueRef<'_>) -> Result<TensorValue, BackendError> {
-        match value.dtype().tensor_type() {
-            Some(TensorElementType::Float32) => Ok(TensorValue::F32(
-                value.try_extract_array::<f32>().map_err(|e| self.run_err(e))?.to_owned(),
-            )),
-            Some(TensorElementType::Int64) => Ok(TensorValue::I64(
-                value.try_extract_array::<i64>().map_err(|e| self.run_err(e))?.to_owned(),
-            )),
-            other => Err(BackendError::DType(format!(
-                "graph {}: output `{name}` is {other:?}; the ort backend returns f32 and i64 tensors",
-                self.graph
-            ))),
+    /// The inputs in the graph's order.
+    fn ordered_inputs<'v>(
+        &self,
+        inputs: &[(&str, &'v super::Tensor)],
+    ) -> Result<Vec<(&str, OrtInput<'v>)>, BackendError> {
+        self.input_names
+            .iter()
+            .map(|name| {
+                let value = inputs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .ok_or_else(|| BackendError::MissingInput {
+                        graph: self.graph.clone(),
+                        name: name.clone(),
+                    })?;
+                Ok((name.as_str(), self.input_value(value)?))
+            })
+            .collect()
+    }
+
+    fn plain_run(
+        &self,
+        session: &mut Session,
+        inputs: Vec<(&str, OrtInput<'_>)>,
+    ) -> Result<Vec<(String, super::Tensor)>, BackendError> {
+        let named: Vec<(&str, SessionInputValue<'_>)> = inputs
+            .into_iter()
+            .map(|(name, input)| match input {
+                OrtInput::Borrowed(v) => (name, v),
+                OrtInput::Shared(v) => (name, SessionInputValue::from(v)),
+            })
+            .collect();
+        let outputs = session.run(named).map_err(|e| self.run_err(e))?;
+        self.kept_outputs(outputs)
+    }
+
+    /// A run through a fresh IO binding: a binding reuses its output buffers from one run to
+    /// the next, which would overwrite outputs the host still holds.
+    fn bound_run(
+        &self,
+        session: &mut Session,
+        inputs: Vec<(&str, OrtInput<'_>)>,
+        memory: &MemoryInfo,
+    ) -> Result<Vec<(String, super::Tensor)>, BackendError> {
+        let mut binding = session.create_binding().map_err(|e| self.run_err(e))?;
+        for (name, input) in inputs {
+            let bound = match input {
+                OrtInput::Shared(v) => binding.bind_input(name, v),
+                OrtInput::Borrowed(v) => binding.bind_input(name, &*v),
+            };
+            bound.map_err(|e| self.run_err(e))?;
         }
+        for name in &self.output_names {
+            binding
+                .bind_output_to_device(name.as_str(), memory)
+                .map_err(|e| self.run_err(e))?;
+        }
+        let outputs = session.run_binding(&binding).map_err(|e| self.run_err(e))?;
+        self.kept_outputs(outputs)
+    }
+
+    fn kept_outputs(
+        &self,
+        outputs: SessionOutputs<'_>,
+    ) -> Result<Vec<(String, super::Tensor)>, BackendError> {
+        outputs
+            .into_iter()
+            .map(|(name, value)| {
+                let shape = match value.dtype().tensor_type() {
+                    Some(TensorElementType::Float32 | TensorElementType::Int64) => value
+                        .shape()
+                        .iter()
+                        .map(|&d| d as usize)
+                        .collect(),
+                    other => {
+                        return Err(BackendError::DType(format!(
+                            "graph {}: output `{name}` is {other:?}; the ort backend returns f32 and i64 tensors",
+                            self.graph
+                        )))
+                    }
+                };
+                let kept = BackendTensor::new(shape, BackendValue::Ort(Arc::new(value)));
+                Ok((name.to_string(), super::Tensor::Backend(kept)))
+            })
+            .collect()
+    }
+}
+
+/// A host array of an ort value, copied from the device first when it lives there.
+pub(super) fn to_host(value: &DynValue) -> Result<TensorValue, BackendError> {
+    let read_err = |e: ort::Error| BackendError::Read(e.to_string());
+    let tensor = value
+        .view()
+        .downcast::<DynTensorValueType>()
+        .map_err(read_err)?;
+    if tensor.memory_info().is_cpu_accessible() {
+        return host_array(value);
+    }
+    let on_host = tensor.to(AllocationDevice::CPU, 0).map_err(read_err)?;
+    host_array(&on_host)
+}
+
+fn host_array<T: TensorValueTypeMarker + ?Sized>(
+    value: &Value<T>,
+) -> Result<TensorValue, BackendError> {
+    let read_err = |e: ort::Error| BackendError::Read(e.to_string());
+    match value.dtype().tensor_type() {
+        Some(TensorElementType::Float32) => Ok(TensorValue::F32(
+            value
+                .try_extract_array::<f32>()
+                .map_err(read_err)?
+                .to_owned(),
+        )),
+        Some(TensorElementType::Int64) => Ok(TensorValue::I64(
+            value
+                .try_extract_array::<i64>()
+                .map_err(read_err)?
+                .to_owned(),
+        )),
+        other => Err(BackendError::DType(format!(
+            "{other:?}; the ort backend returns f32 and i64 tensors"
+        ))),
     }
 }
 
@@ -634,26 +828,13 @@ impl GraphSession for OrtSession {
         &self.input_names
     }
 
-    fn run(&self, inputs: &[(&str, TensorValue)]) -> Result<Outputs, BackendError> {
-        let mut named: Vec<(&str, SessionInputValue<'_>)> =
-            Vec::with_capacity(self.input_names.len());
-        for name in &self.input_names {
-            let value = inputs
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v)
-                .ok_or_else(|| BackendError::MissingInput {
-                    graph: self.graph.clone(),
-                    name: name.clone(),
-                })?;
-            named.push((name.as_str(), self.input_value(value)?));
-        }
+    fn run(&self, inputs: &[(&str, &super::Tensor)]) -> Result<GraphOutputs, BackendError> {
+        let inputs = self.ordered_inputs(inputs)?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let results = session.run(named).map_err(|e| self.run_err(e))?;
-        let mut out = Outputs::new();
-        for (name, value) in results.iter() {
-            out.insert(name.to_string(), self.output_value(name, &value)?);
-        }
-        Ok(out)
+        let values = match &self.output_memory {
+            None => self.plain_run(&mut session, inputs)?,
+            Some(memory) => self.bound_run(&mut session, inputs, memory)?,
+        };
+        Ok(GraphOutputs::new(self.graph.clone(), values))
     }
 }

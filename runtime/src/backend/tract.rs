@@ -2,7 +2,8 @@
 //! set of input shapes (a robot's cameras and prompt fix them, so that happens on the first
 //! call), because tract cannot optimize every reshape over symbolic dims.
 
-use super::{Backend, BackendError, GraphSession, Outputs, TensorValue};
+use super::tensor::BackendValue;
+use super::{Backend, BackendError, BackendTensor, GraphOutputs, GraphSession, TensorValue};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -110,7 +111,7 @@ struct TractSession {
 
 impl TractSession {
     /// The optimized plan for these input shapes, built on first use.
-    fn plan(&self, inputs: &[Tensor]) -> TractResult<Arc<TypedRunnableModel>> {
+    fn plan(&self, inputs: &[TValue]) -> TractResult<Arc<TypedRunnableModel>> {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(plan) = plans.get(&shapes) {
@@ -131,41 +132,68 @@ impl GraphSession for TractSession {
         &self.input_names
     }
 
-    fn run(&self, inputs: &[(&str, TensorValue)]) -> Result<Outputs, BackendError> {
-        let mut ordered: Vec<Tensor> = Vec::new();
+    fn run(&self, inputs: &[(&str, &super::Tensor)]) -> Result<GraphOutputs, BackendError> {
+        let mut ordered: TVec<TValue> = TVec::new();
         for name in &self.input_names {
             let value = inputs
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v)
+                .map(|(_, v)| *v)
                 .ok_or_else(|| BackendError::MissingInput {
                     graph: self.graph.clone(),
                     name: name.clone(),
                 })?;
-            let tensor: Tensor = match value {
-                TensorValue::F32(a) => a.clone().into(),
-                TensorValue::I64(a) => a.clone().into(),
-            };
-            ordered.push(tensor);
+            ordered.push(input_value(value)?);
         }
         let run_err = |e: TractError| BackendError::Run {
             graph: self.graph.clone(),
             reason: format!("{e:#}"),
         };
         let plan = self.plan(&ordered).map_err(run_err)?;
-        let inputs: TVec<TValue> = ordered.into_iter().map(TValue::from).collect();
-        let results =
-            multithread_tract_scope(self.executor.clone(), || plan.run(inputs)).map_err(run_err)?;
-        let mut out = Outputs::new();
-        for (name, value) in self.output_names.iter().zip(results) {
-            let tensor = value.into_tensor();
-            let converted = if tensor.datum_type() == i64::datum_type() {
-                TensorValue::I64(tensor.into_plain_array::<i64>().map_err(run_err)?)
-            } else {
-                TensorValue::F32(tensor.into_plain_array::<f32>().map_err(run_err)?)
-            };
-            out.insert(name.clone(), converted);
-        }
-        Ok(out)
+        let results = multithread_tract_scope(self.executor.clone(), || plan.run(ordered))
+            .map_err(run_err)?;
+        let values = self
+            .output_names
+            .iter()
+            .zip(results)
+            .map(|(name, value)| {
+                let tensor = value.into_arc_tensor();
+                let shape = tensor.shape().to_vec();
+                let kept = BackendTensor::new(shape, BackendValue::Tract(tensor));
+                (name.clone(), super::Tensor::Backend(kept))
+            })
+            .collect();
+        Ok(GraphOutputs::new(self.graph.clone(), values))
+    }
+}
+
+/// A tract value for `value`: shared when tract made it, else copied from the host.
+fn input_value(value: &super::Tensor) -> Result<TValue, BackendError> {
+    let host = match value {
+        super::Tensor::Backend(b) => match b.value() {
+            BackendValue::Tract(t) => return Ok(TValue::from_const(t.clone())),
+            BackendValue::Ort(_) => b.clone().into_host()?,
+        },
+        super::Tensor::Host(t) => t.clone(),
+    };
+    let tensor: Tensor = match host {
+        TensorValue::F32(a) => a.into(),
+        TensorValue::I64(a) => a.into(),
+    };
+    Ok(tensor.into())
+}
+
+/// A host array of a tract value; copies only when the value is shared.
+pub(super) fn to_host(tensor: Arc<Tensor>) -> Result<TensorValue, BackendError> {
+    let tensor = Arc::try_unwrap(tensor).unwrap_or_else(|shared| (*shared).clone());
+    let dtype_err = |e: TractError| BackendError::DType(format!("{e:#}"));
+    if tensor.datum_type() == i64::datum_type() {
+        Ok(TensorValue::I64(
+            tensor.into_plain_array::<i64>().map_err(dtype_err)?,
+        ))
+    } else {
+        Ok(TensorValue::F32(
+            tensor.into_plain_array::<f32>().map_err(dtype_err)?,
+        ))
     }
 }

@@ -4,7 +4,7 @@
 pub mod episode;
 
 use super::{Observation, PolicyError, Prediction, StageTimings};
-use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, TensorValue};
+use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, Tensor, TensorValue};
 use crate::manifest::Manifest;
 use crate::normalization::apply_post_steps;
 use crate::preprocess::image::{self as img, ImageF32};
@@ -345,29 +345,23 @@ impl VlaJepaPolicy {
             let inputs = [
                 (
                     vision_io::PIXEL_VALUES,
-                    TensorValue::f32(&[n, prep.patch_dim], rows),
+                    &Tensor::f32(&[n, prep.patch_dim], rows),
                 ),
                 (
                     vision_io::POS_EMBED_INDEX,
-                    TensorValue::i64(&[4, n], tables.pos_embed_index),
+                    &Tensor::i64(&[4, n], tables.pos_embed_index),
                 ),
                 (
                     vision_io::POS_EMBED_WEIGHT,
-                    TensorValue::f32(&[4, n], tables.pos_embed_weight),
+                    &Tensor::f32(&[4, n], tables.pos_embed_weight),
                 ),
-                (
-                    vision_io::ROPE_COS,
-                    TensorValue::f32(&[n, hd], tables.rope_cos),
-                ),
-                (
-                    vision_io::ROPE_SIN,
-                    TensorValue::f32(&[n, hd], tables.rope_sin),
-                ),
+                (vision_io::ROPE_COS, &Tensor::f32(&[n, hd], tables.rope_cos)),
+                (vision_io::ROPE_SIN, &Tensor::f32(&[n, hd], tables.rope_sin)),
             ];
             let mut out = self.vision.run(&inputs)?;
-            embeds.extend(take_f32(&mut out, vision_io::IMAGE_EMBEDS)?);
+            embeds.extend(out.take_f32(vision_io::IMAGE_EMBEDS)?);
             for (k, acc) in deepstack.iter_mut().enumerate() {
-                acc.extend(take_f32(&mut out, &vision_io::deepstack_output_name(k))?);
+                acc.extend(out.take_f32(&vision_io::deepstack_output_name(k))?);
             }
         }
         Ok((embeds, deepstack))
@@ -406,45 +400,37 @@ impl VlaJepaPolicy {
         let mut inputs = vec![
             (
                 text_io::INPUT_IDS.to_string(),
-                TensorValue::i64(&[seq], input_ids.to_vec()),
+                Tensor::i64(&[seq], input_ids.to_vec()),
             ),
             (
                 text_io::IMAGE_EMBEDS.to_string(),
-                TensorValue::f32(&[image_rows, hidden], image_embeds.to_vec()),
+                Tensor::f32(&[image_rows, hidden], image_embeds.to_vec()),
             ),
             (
                 text_io::IMAGE_ROW_INDEX.to_string(),
-                TensorValue::i64(&[seq], rope::image_row_index(input_ids, image_token)),
+                Tensor::i64(&[seq], rope::image_row_index(input_ids, image_token)),
             ),
-            (
-                text_io::ROPE_COS.to_string(),
-                TensorValue::f32(&[seq, hd], cos),
-            ),
-            (
-                text_io::ROPE_SIN.to_string(),
-                TensorValue::f32(&[seq, hd], sin),
-            ),
+            (text_io::ROPE_COS.to_string(), Tensor::f32(&[seq, hd], cos)),
+            (text_io::ROPE_SIN.to_string(), Tensor::f32(&[seq, hd], sin)),
             (
                 text_io::ATTENTION_BIAS.to_string(),
-                TensorValue::f32(&[seq, seq], rope::causal_bias(seq)),
+                Tensor::f32(&[seq, seq], rope::causal_bias(seq)),
             ),
             (
                 text_io::READOUT_INDEX.to_string(),
-                TensorValue::i64(&[readout.len()], readout.clone()),
+                Tensor::i64(&[readout.len()], readout.clone()),
             ),
         ];
         for (k, ds) in deepstack.iter().enumerate() {
             inputs.push((
                 text_io::deepstack_input_name(k),
-                TensorValue::f32(&[image_rows, hidden], ds.clone()),
+                Tensor::f32(&[image_rows, hidden], ds.clone()),
             ));
         }
-        let named: Vec<(&str, TensorValue)> = inputs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.clone()))
-            .collect();
+        let named: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let mut out = self.text.run(&named)?;
-        Ok((take_f32(&mut out, text_io::READOUT_HIDDEN)?, readout.len()))
+        let hidden = out.take_f32(text_io::READOUT_HIDDEN)?;
+        Ok((hidden.into_raw_vec_and_offset().0, readout.len()))
     }
 
     /// The Euler start `[chunk_size, action_dim]` is named [`NOISE`] in given noise.
@@ -491,39 +477,43 @@ impl VlaJepaPolicy {
             _ => None,
         };
 
-        let conditioning = TensorValue::f32(&[cond_rows, cond_dim], cond.clone());
-        let step_context: Vec<(String, TensorValue)> = match &self.dit_condition {
+        let conditioning = Tensor::f32(&[cond_rows, cond_dim], cond.clone());
+        let step_context: Vec<(String, Tensor)> = match &self.dit_condition {
             Some(graph) => {
                 let t = Instant::now();
-                let out = graph.run(&[(dit_io::CONDITIONING, conditioning)])?;
+                let out = graph.run(&[(dit_io::CONDITIONING, &conditioning)])?;
                 timings.push(("dit_condition".into(), ms(t)));
                 out.into_iter().collect()
             }
             None => vec![(dit_io::CONDITIONING.to_string(), conditioning)],
         };
+        let state_input = state
+            .as_ref()
+            .map(|st| Tensor::f32(&[st.len()], st.clone()));
 
         let steps = spec.timesteps.len();
         let dt = 1.0 / steps as f32;
         let mut velocities = Vec::with_capacity(steps);
         for (s, &timestep) in spec.timesteps.iter().enumerate() {
             let t = Instant::now();
+            let step_inputs = [
+                Tensor::f32(&[chunk, adim], x.clone()),
+                Tensor::i64(&[1], vec![timestep]),
+            ];
             let mut inputs = vec![
-                (
-                    dit_io::NOISY_ACTIONS,
-                    TensorValue::f32(&[chunk, adim], x.clone()),
-                ),
-                (dit_io::TIMESTEP, TensorValue::i64(&[1], vec![timestep])),
+                (dit_io::NOISY_ACTIONS, &step_inputs[0]),
+                (dit_io::TIMESTEP, &step_inputs[1]),
             ];
             inputs.extend(
                 step_context
                     .iter()
-                    .map(|(name, value)| (name.as_str(), value.clone())),
+                    .map(|(name, value)| (name.as_str(), value)),
             );
-            if let Some(st) = &state {
-                inputs.push((dit_io::STATE, TensorValue::f32(&[st.len()], st.clone())));
+            if let Some(st) = &state_input {
+                inputs.push((dit_io::STATE, st));
             }
             let mut out = self.dit_step.run(&inputs)?;
-            let v = take_f32(&mut out, dit_io::VELOCITY)?;
+            let v = out.take_f32(dit_io::VELOCITY)?.into_raw_vec_and_offset().0;
             for (xi, vi) in x.iter_mut().zip(&v) {
                 *xi += dt * vi;
             }
@@ -589,11 +579,4 @@ impl VlaJepaPolicy {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
-}
-
-fn take_f32(out: &mut crate::backend::Outputs, name: &str) -> Result<Vec<f32>, PolicyError> {
-    let v = out
-        .remove(name)
-        .ok_or_else(|| PolicyError::Other(format!("graph output `{name}` missing")))?;
-    Ok(v.into_f32()?.into_raw_vec_and_offset().0)
 }

@@ -6,10 +6,10 @@
 
 use super::actions::{select_used_channels, zero_unused_channels, UsedChannels};
 use super::camera;
-use super::kv_cache::{CacheUpdate, KvPools, SlotCache};
+use super::kv_cache::{CacheUpdate, SlotCache};
 use super::vae_stream::VaeStream;
 use super::LingbotVaPolicy;
-use crate::backend::{GraphSession, TensorValue};
+use crate::backend::{GraphSession, Tensor};
 use crate::normalization::apply_post_steps;
 use crate::policy::{Noise, Observation, PolicyError, StageTimings, Step};
 use crate::preprocess::image::ImageF32;
@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 use vjx_graphs::lingbot_va::rope::{action_grid, rope_tables, video_grid};
 use vjx_graphs::lingbot_va::transformer::{
-    cache_key_name, cache_value_name, cross_key_name, cross_value_name, new_key_name,
-    new_value_name, CACHE_BIAS, NOISY_ACTIONS, NOISY_LATENTS, ROPE_COS, ROPE_SIN, TEXT_EMBEDS,
-    TIMESTEPS, VELOCITY,
+    cache_key_name, cache_value_name, cross_key_name, cross_value_name, updated_key_name,
+    updated_value_name, CACHE_BIAS, CACHE_SLOTS, NOISY_ACTIONS, NOISY_LATENTS, ROPE_COS, ROPE_SIN,
+    TEXT_EMBEDS, TIMESTEPS, VELOCITY,
 };
 use vjx_graphs::lingbot_va::CameraLayout;
 
@@ -44,13 +44,26 @@ enum Stream {
 struct Prompt {
     /// `[max_len, d_model]` of the prompt (the negative prompt's is not kept).
     text_embeds: Vec<f32>,
-    /// The cross-attention keys and values of every block, `[B, text_len, inner]`.
-    cross: Vec<(TensorValue, TensorValue)>,
+    /// The cross-attention keys and values of every block, `[B, text_len, inner]`, kept in the
+    /// backend.
+    cross: Vec<(Tensor, Tensor)>,
 }
 
 struct Cache {
     slots: SlotCache,
-    pools: KvPools,
+    /// The key and value pools of every block, `[B, cache_size, heads, head_dim]`: host zeros
+    /// until the first kept forward, then the backend's values.
+    pools: Vec<(Tensor, Tensor)>,
+}
+
+impl Cache {
+    fn new(blocks: usize, pool_shape: [usize; 4]) -> Self {
+        let zeros = || Tensor::from(ArrayD::<f32>::zeros(pool_shape.to_vec()));
+        Cache {
+            slots: SlotCache::new(pool_shape[1]),
+            pools: (0..blocks).map(|_| (zeros(), zeros())).collect(),
+        }
+    }
 }
 
 pub struct Episode<'p> {
@@ -165,8 +178,11 @@ impl<'p> Episode<'p> {
             .cache
             .as_ref()
             .map(|c| {
-                let [b, s, h, d] = c.pools.shape();
-                2 * c.pools.blocks() * b * s * h * d * 4
+                c.pools
+                    .iter()
+                    .flat_map(|(k, v)| [k, v])
+                    .map(|t| t.shape().iter().product::<usize>() * 4)
+                    .sum()
             })
             .unwrap_or(0);
         (kv, self.vae.iter().map(VaeStream::cache_bytes).sum())
@@ -244,15 +260,13 @@ impl<'p> Episode<'p> {
         let mut outputs = policy
             .sessions()
             .text_condition
-            .run(&[(TEXT_EMBEDS, TensorValue::f32(&[batch, len, dim], rows))])?;
+            .run(&[(TEXT_EMBEDS, &Tensor::f32(&[batch, len, dim], rows))])?;
         let cross = (0..cfg.num_layers)
             .map(|i| {
-                let mut take = |name: String| {
-                    outputs.remove(&name).ok_or_else(|| {
-                        PolicyError::Other(format!("text_condition gave no `{name}`"))
-                    })
-                };
-                Ok((take(cross_key_name(i))?, take(cross_value_name(i))?))
+                Ok((
+                    outputs.take(&cross_key_name(i))?,
+                    outputs.take(&cross_value_name(i))?,
+                ))
             })
             .collect::<Result<Vec<_>, PolicyError>>()?;
         self.timings
@@ -360,17 +374,15 @@ impl<'p> Episode<'p> {
                 format!("chunk{k}/vae_latent"),
                 init.index_axis(Axis(0), 0).to_owned().into_dyn(),
             );
-            let [b, s] = [cfg.batch_size(), cfg.cache_size()];
-            self.cache = Some(Cache {
-                slots: SlotCache::new(s),
-                pools: KvPools::new(
-                    cfg.num_layers,
-                    b,
-                    s,
+            self.cache = Some(Cache::new(
+                cfg.num_layers,
+                [
+                    cfg.batch_size(),
+                    cfg.cache_size(),
                     cfg.num_attention_heads,
                     cfg.attention_head_dim,
-                ),
-            });
+                ],
+            ));
             self.init_latent = Some(init);
             self.infer(k, true)?
         } else {
@@ -654,55 +666,40 @@ impl<'p> Episode<'p> {
                 ]
             })
             .collect();
-        let mut inputs: Vec<(&str, TensorValue)> = vec![
-            (input_name, TensorValue::F32(repeat_batch(&input, batch))),
-            (TIMESTEPS, TensorValue::f32(&[batch, tokens], timesteps)),
-            (ROPE_COS, TensorValue::f32(&[tokens, half], cos)),
-            (ROPE_SIN, TensorValue::f32(&[tokens, half], sin)),
+        let slots: Vec<i64> = pending.slots().iter().map(|&s| s as i64).collect();
+        let host = [
+            (input_name, Tensor::from(repeat_batch(&input, batch))),
+            (TIMESTEPS, Tensor::f32(&[batch, tokens], timesteps)),
+            (ROPE_COS, Tensor::f32(&[tokens, half], cos)),
+            (ROPE_SIN, Tensor::f32(&[tokens, half], sin)),
             (
                 CACHE_BIAS,
-                TensorValue::f32(&[pending.bias().len()], pending.bias().to_vec()),
+                Tensor::f32(&[pending.bias().len()], pending.bias().to_vec()),
             ),
+            (CACHE_SLOTS, Tensor::i64(&[tokens], slots)),
         ];
+        let mut inputs: Vec<(&str, &Tensor)> = host.iter().map(|(n, t)| (*n, t)).collect();
         for (i, [ck, cv, xk, xv]) in names.iter().enumerate() {
-            inputs.push((
-                ck.as_str(),
-                TensorValue::F32(cache.pools.keys(i).to_owned().into_dyn()),
-            ));
-            inputs.push((
-                cv.as_str(),
-                TensorValue::F32(cache.pools.values(i).to_owned().into_dyn()),
-            ));
-            inputs.push((xk.as_str(), prompt.cross[i].0.clone()));
-            inputs.push((xv.as_str(), prompt.cross[i].1.clone()));
+            let (pool_k, pool_v) = &cache.pools[i];
+            let (cross_k, cross_v) = &prompt.cross[i];
+            inputs.extend([
+                (ck.as_str(), pool_k),
+                (cv.as_str(), pool_v),
+                (xk.as_str(), cross_k),
+                (xv.as_str(), cross_v),
+            ]);
         }
         let mut outputs = session.run(&inputs)?;
         drop(inputs);
-        if let Some(slots) = pending.finish(update) {
-            for i in 0..cfg.num_layers {
-                let mut take = |name: String| -> Result<Vec<f32>, PolicyError> {
-                    let value = outputs.remove(&name).ok_or_else(|| {
-                        PolicyError::Other(format!("transformer step gave no `{name}`"))
-                    })?;
-                    Ok(value
-                        .into_f32()?
-                        .as_standard_layout()
-                        .iter()
-                        .copied()
-                        .collect())
-                };
-                let (keys, values) = (take(new_key_name(i))?, take(new_value_name(i))?);
-                cache
-                    .pools
-                    .write(i, &slots, &keys, &values)
-                    .map_err(|e| PolicyError::Other(e.to_string()))?;
+        if pending.finish(update).is_some() {
+            for (i, pools) in cache.pools.iter_mut().enumerate() {
+                *pools = (
+                    outputs.take(&updated_key_name(i))?,
+                    outputs.take(&updated_value_name(i))?,
+                );
             }
         }
-        let velocity = outputs
-            .remove(VELOCITY)
-            .ok_or_else(|| PolicyError::Other(format!("transformer step gave no `{VELOCITY}`")))?
-            .into_f32()?;
-        Ok(velocity)
+        Ok(outputs.take_f32(VELOCITY)?)
     }
 }
 

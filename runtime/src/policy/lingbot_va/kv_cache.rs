@@ -1,19 +1,19 @@
-//! The self-attention KV cache slot bookkeeping of upstream `WanAttention` (allocation, eviction, transient and predicted entries) and the host K/V pools.
+//! The self-attention KV cache slot bookkeeping of upstream `WanAttention` (allocation, eviction, transient and predicted entries).
 //!
 //! Upstream keeps per slot an entry `id` (one id per forward call, −1 when empty), a `mask`
 //! (valid) flag and an `is_pred` flag; the metadata is identical in every block, so one
-//! [`SlotCache`] serves all blocks while [`KvPools`] holds each block's keys and values.
+//! [`SlotCache`] serves all blocks. The keys and values themselves stay in the backend: the
+//! step graph takes each block's pools and returns them with the call's entries written.
 //!
 //! One transformer forward with L new tokens goes:
 //! 1. [`SlotCache::begin`]: pick L slots, evicting the oldest entries when too few are free
 //!    (evictions are permanent). The returned [`Pending`] carries the cache bias the graph gets:
 //!    the cache after eviction, without the call's own slots (the graph attends to its new tokens
 //!    separately).
-//! 2. Run the step graph with that bias.
-//! 3. [`Pending::finish`] with the call's [`CacheUpdate`]: the slots to write the graph's new K/V
-//!    into ([`KvPools::write`]), or `None` when the call's entries are discarded.
+//! 2. Run the step graph with that bias and [`Pending::slots`].
+//! 3. [`Pending::finish`] with the call's [`CacheUpdate`]: whether to keep the pools the graph
+//!    returned (the call's entries written) or the ones it got (the entries discarded).
 
-use ndarray::ArrayView4;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -23,20 +23,6 @@ pub enum CacheError {
         needed: usize,
         free: usize,
         size: usize,
-    },
-    #[error("KV pool write to block {block}: there are {blocks} blocks")]
-    BlockOutOfRange { block: usize, blocks: usize },
-    #[error("KV pool write: slot {slot} is outside the cache of {size} slots")]
-    SlotOutOfRange { slot: usize, size: usize },
-    #[error("KV pool write of {what}: got {got} values, expected {expected} ([batch {batch}, {tokens} tokens, {heads} heads, {head_dim}])")]
-    NewEntryShape {
-        what: &'static str,
-        got: usize,
-        expected: usize,
-        batch: usize,
-        tokens: usize,
-        heads: usize,
-        head_dim: usize,
     },
 }
 
@@ -210,9 +196,9 @@ impl Pending<'_> {
         &self.bias
     }
 
-    /// Records the call's entries as upstream does after attention. Returns the slots to write
-    /// the graph's new K/V into, or `None` when the entries are discarded (their pool contents
-    /// are never read, so the write can be skipped).
+    /// Records the call's entries as upstream does after attention. Returns the slots the
+    /// entries stay in, or `None` when they are discarded (the pools from before the call are
+    /// kept: the discarded slots' contents are never read).
     pub fn finish(self, update: CacheUpdate) -> Option<Vec<usize>> {
         self.cache
             .write(&self.slots, update == CacheUpdate::KeepPredicted);
@@ -223,111 +209,6 @@ impl Pending<'_> {
             }
             CacheUpdate::KeepPredicted | CacheUpdate::KeepObserved => Some(self.slots),
         }
-    }
-}
-
-/// Host keys and values of every block, each `[batch, size, heads, head_dim]` row-major.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KvPools {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    batch: usize,
-    size: usize,
-    heads: usize,
-    head_dim: usize,
-}
-
-impl KvPools {
-    /// Zero-filled pools for `blocks` blocks.
-    pub fn new(blocks: usize, batch: usize, size: usize, heads: usize, head_dim: usize) -> Self {
-        let len = batch * size * heads * head_dim;
-        KvPools {
-            keys: vec![vec![0.0; len]; blocks],
-            values: vec![vec![0.0; len]; blocks],
-            batch,
-            size,
-            heads,
-            head_dim,
-        }
-    }
-
-    pub fn blocks(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// `[batch, size, heads, head_dim]` of each pool.
-    pub fn shape(&self) -> [usize; 4] {
-        [self.batch, self.size, self.heads, self.head_dim]
-    }
-
-    pub fn keys(&self, block: usize) -> ArrayView4<'_, f32> {
-        ArrayView4::from_shape(self.shape(), &self.keys[block])
-            .expect("pool length matches its shape")
-    }
-
-    pub fn values(&self, block: usize) -> ArrayView4<'_, f32> {
-        ArrayView4::from_shape(self.shape(), &self.values[block])
-            .expect("pool length matches its shape")
-    }
-
-    /// Writes a forward's new keys and values, `[batch, slots.len(), heads, head_dim]`, token j
-    /// going to slot `slots[j]` in every batch row.
-    pub fn write(
-        &mut self,
-        block: usize,
-        slots: &[usize],
-        new_keys: &[f32],
-        new_values: &[f32],
-    ) -> Result<(), CacheError> {
-        if block >= self.blocks() {
-            return Err(CacheError::BlockOutOfRange {
-                block,
-                blocks: self.blocks(),
-            });
-        }
-        if let Some(&slot) = slots.iter().find(|&&s| s >= self.size) {
-            return Err(CacheError::SlotOutOfRange {
-                slot,
-                size: self.size,
-            });
-        }
-        self.check_new_entries("keys", new_keys, slots.len())?;
-        self.check_new_entries("values", new_values, slots.len())?;
-        let row = self.heads * self.head_dim;
-        for (pool, new) in [
-            (&mut self.keys[block], new_keys),
-            (&mut self.values[block], new_values),
-        ] {
-            for b in 0..self.batch {
-                for (token, &slot) in slots.iter().enumerate() {
-                    let src = (b * slots.len() + token) * row;
-                    let dst = (b * self.size + slot) * row;
-                    pool[dst..dst + row].copy_from_slice(&new[src..src + row]);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_new_entries(
-        &self,
-        what: &'static str,
-        new: &[f32],
-        tokens: usize,
-    ) -> Result<(), CacheError> {
-        let expected = self.batch * tokens * self.heads * self.head_dim;
-        if new.len() == expected {
-            return Ok(());
-        }
-        Err(CacheError::NewEntryShape {
-            what,
-            got: new.len(),
-            expected,
-            batch: self.batch,
-            tokens,
-            heads: self.heads,
-            head_dim: self.head_dim,
-        })
     }
 }
 
@@ -359,20 +240,5 @@ mod tests {
         let pending = cache.begin(1).unwrap();
         assert_eq!(pending.slots(), &[0]);
         assert_eq!(pending.bias(), &[f32::NEG_INFINITY, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn pool_write_rejects_a_wrong_token_count() {
-        let mut pools = KvPools::new(1, 2, 4, 1, 2);
-        let err = pools.write(0, &[1], &[0.0; 2], &[0.0; 4]).unwrap_err();
-        assert!(matches!(
-            err,
-            CacheError::NewEntryShape {
-                what: "keys",
-                got: 2,
-                expected: 4,
-                ..
-            }
-        ));
     }
 }

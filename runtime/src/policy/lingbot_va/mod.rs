@@ -16,7 +16,7 @@ pub mod vae_stream;
 pub use episode::{Episode, NOISE_ACTIONS, NOISE_LATENTS};
 pub use runner::LingbotVaEpisode;
 
-use crate::backend::{Backend, GraphSession, TensorValue};
+use crate::backend::{Backend, GraphSession, Tensor};
 use crate::manifest::Manifest;
 use crate::policy::{Noise, PolicyError};
 use crate::preprocess::umt5_prompt;
@@ -154,17 +154,11 @@ impl LingbotVaPolicy {
         let cleaned = umt5_prompt::clean_prompt(prompt);
         let (ids, mask) = umt5_prompt::encode_prompt(&self.tokenizer, &cleaned, max_len)?;
         let kept = mask.iter().filter(|&&m| m > 0).count();
-        let outputs = self.sessions.text_encoder.run(&[
-            (INPUT_IDS, TensorValue::i64(&[1, max_len], ids)),
-            (ATTENTION_MASK, TensorValue::i64(&[1, max_len], mask)),
+        let mut outputs = self.sessions.text_encoder.run(&[
+            (INPUT_IDS, &Tensor::i64(&[1, max_len], ids)),
+            (ATTENTION_MASK, &Tensor::i64(&[1, max_len], mask)),
         ])?;
-        let hidden = outputs
-            .get(LAST_HIDDEN_STATE)
-            .cloned()
-            .ok_or_else(|| {
-                PolicyError::Other(format!("text encoder gave no `{LAST_HIDDEN_STATE}`"))
-            })?
-            .into_f32()?;
+        let hidden = outputs.take_f32(LAST_HIDDEN_STATE)?;
         let d_model = hidden.shape()[2];
         let mut embeds = hidden.into_raw_vec_and_offset().0;
         embeds[kept * d_model..].iter_mut().for_each(|v| *v = 0.0);

@@ -3,7 +3,7 @@
 //! system `ffmpeg`) or a directory of PNG frames.
 
 use super::LingbotVaPolicy;
-use crate::backend::{GraphSession, TensorValue};
+use crate::backend::{GraphSession, Tensor};
 use crate::policy::PolicyError;
 use ndarray::{s, Array4, Array5, ArrayView4, ArrayView5, Axis, Ix5};
 use std::fmt;
@@ -150,32 +150,26 @@ pub fn decode_latents(
     let num_caches = decoder_cache_shapes(&policy.vae_config, batch, h * scale, w * scale).len();
     let cache_names: Vec<String> = (0..num_caches).map(cache_in_name).collect();
 
-    let mut caches: Vec<TensorValue> = Vec::new();
+    let mut caches: Vec<Tensor> = Vec::new();
     let mut pieces = Vec::with_capacity(time);
     for t in 0..time {
-        let latent = TensorValue::F32(
+        let latent = Tensor::from(
             clip.slice(s![.., .., t..t + 1, .., ..])
                 .to_owned()
                 .into_dyn(),
         );
         let mut outputs = if t == 0 {
-            first.run(&[(LATENT, latent)])?
+            first.run(&[(LATENT, &latent)])?
         } else {
-            let mut inputs: Vec<(&str, TensorValue)> = vec![(LATENT, latent)];
-            inputs.extend(cache_names.iter().map(String::as_str).zip(caches.drain(..)));
+            let mut inputs: Vec<(&str, &Tensor)> = vec![(LATENT, &latent)];
+            inputs.extend(cache_names.iter().map(String::as_str).zip(&caches));
             stream.run(&inputs)?
         };
         caches = (0..num_caches)
-            .map(|j| {
-                outputs.remove(&cache_out_name(j)).ok_or_else(|| {
-                    PolicyError::Other(format!("VAE decoder gave no `{}`", cache_out_name(j)))
-                })
-            })
+            .map(|j| outputs.take(&cache_out_name(j)))
             .collect::<Result<_, _>>()?;
         let frames = outputs
-            .remove(FRAMES)
-            .ok_or_else(|| PolicyError::Other(format!("VAE decoder gave no `{FRAMES}`")))?
-            .into_f32()?
+            .take_f32(FRAMES)?
             .into_dimensionality::<Ix5>()
             .map_err(|e| PolicyError::Other(format!("VAE decoder frames are not 5-D: {e}")))?;
         pieces.push(frames);

@@ -2,7 +2,7 @@
 //! call to the next. The first call of an episode runs the `vae_encode_first` graph (one
 //! frame, no caches in); every later call runs `vae_encode_stream` on the caches it left.
 
-use crate::backend::{GraphSession, TensorValue};
+use crate::backend::{GraphSession, Tensor};
 use crate::policy::PolicyError;
 use ndarray::{Array5, Ix5};
 use vjx_graphs::wan_vae::encoder::{FRAMES, LATENT};
@@ -10,8 +10,9 @@ use vjx_graphs::wan_vae::{cache_in_name, cache_out_name};
 
 #[derive(Debug, Default)]
 pub struct VaeStream {
-    /// The caches the last call left, in graph order; `None` before the first call.
-    caches: Option<Vec<TensorValue>>,
+    /// The caches the last call left, in graph order, kept in the backend; `None` before the
+    /// first call.
+    caches: Option<Vec<Tensor>>,
 }
 
 impl VaeStream {
@@ -23,7 +24,7 @@ impl VaeStream {
         num_caches: usize,
         frames: Array5<f32>,
     ) -> Result<Array5<f32>, PolicyError> {
-        let frames = TensorValue::F32(frames.into_dyn());
+        let frames = Tensor::from(frames.into_dyn());
         let mut outputs = match self.caches.take() {
             None => {
                 if frames.shape()[2] != 1 {
@@ -32,28 +33,21 @@ impl VaeStream {
                         frames.shape()[2]
                     )));
                 }
-                first.run(&[(FRAMES, frames)])?
+                first.run(&[(FRAMES, &frames)])?
             }
             Some(caches) => {
                 let names: Vec<String> = (0..caches.len()).map(cache_in_name).collect();
-                let mut inputs: Vec<(&str, TensorValue)> = vec![(FRAMES, frames)];
-                inputs.extend(names.iter().map(String::as_str).zip(caches));
+                let mut inputs: Vec<(&str, &Tensor)> = vec![(FRAMES, &frames)];
+                inputs.extend(names.iter().map(String::as_str).zip(&caches));
                 stream.run(&inputs)?
             }
         };
         let caches = (0..num_caches)
-            .map(|j| {
-                outputs.remove(&cache_out_name(j)).ok_or_else(|| {
-                    PolicyError::Other(format!("VAE graph gave no `{}`", cache_out_name(j)))
-                })
-            })
+            .map(|j| outputs.take(&cache_out_name(j)))
             .collect::<Result<Vec<_>, _>>()?;
         self.caches = Some(caches);
-        let latent = outputs
-            .remove(LATENT)
-            .ok_or_else(|| PolicyError::Other(format!("VAE graph gave no `{LATENT}`")))?
-            .into_f32()?;
-        latent
+        outputs
+            .take_f32(LATENT)?
             .into_dimensionality::<Ix5>()
             .map_err(|e| PolicyError::Other(format!("VAE latent is not 5-D: {e}")))
     }
