@@ -3,11 +3,11 @@
 //! device that cannot be set up is an error naming the provider; `auto` tries TensorRT, CUDA
 //! and the CPU in turn for each graph and records where each one landed.
 //!
-//! Outputs stay `ort` values until the host reads them. On CUDA and TensorRT each run goes
-//! through a fresh IO binding whose outputs are bound to the GPU's memory, so that the KV pools,
-//! VAE caches and conditioning tensors the pipelines feed back never leave the device. That
-//! device path has not been run on a GPU yet; its CPU twin ([`OutputBinding::Always`]) is tested
-//! against plain runs.
+//! Outputs stay `ort` values until the host reads them, and feed the next run as they are.
+//! IO binding (outputs bound to the GPU's memory) is not used: with `ort` 2.0.0-rc.15,
+//! `IoBinding::bind_input` of a session output deadlocks (it clones the value through an identity
+//! session whose lock it already holds), so on CUDA and TensorRT ONNX Runtime still copies each
+//! output to the host.
 
 use super::ort_library::{self, OrtLibraryError};
 use super::ort_provider_options::{self, Provider};
@@ -22,12 +22,8 @@ use crate::manifest::{Manifest, ManifestError};
 use ort::ep::{
     ArbitrarilyConfigurableExecutionProvider, ExecutionProviderDispatch, TensorRT, CUDA,
 };
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{Session, SessionInputValue, SessionOutputs};
-use ort::value::{
-    DynTensorValueType, DynValue, Tensor, TensorElementType, TensorRef, TensorValueTypeMarker,
-    Value,
-};
+use ort::value::{DynValue, Tensor, TensorElementType, TensorRef, TensorValueTypeMarker, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -113,17 +109,6 @@ impl FromStr for TrtFp16 {
             other => Err(OrtBackendError::UnknownTrtFp16(other.to_string())),
         }
     }
-}
-
-/// Where a session's outputs are bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputBinding {
-    /// IO binding to the GPU's memory for graphs placed on CUDA or TensorRT, so that outputs
-    /// stay on the device until the host reads them; plain runs on the CPU.
-    #[default]
-    DeviceOnly,
-    /// IO binding for every graph, the CPU ones included (to test that path without a GPU).
-    Always,
 }
 
 /// Settings of the GPU execution providers.
@@ -299,7 +284,6 @@ pub struct OrtBackend {
     placements: Mutex<Vec<Placement>>,
     /// The TensorRT library's version and the GPU, looked up at the first TensorRT load.
     machine: OnceLock<(String, String)>,
-    binding: OutputBinding,
 }
 
 impl OrtBackend {
@@ -328,7 +312,6 @@ impl OrtBackend {
             gpu,
             placements: Mutex::new(Vec::new()),
             machine: OnceLock::new(),
-            binding: OutputBinding::default(),
         };
         ort_library::runtime()?;
         if device != Device::Auto {
@@ -339,31 +322,6 @@ impl OrtBackend {
 
     pub fn device(&self) -> Device {
         self.device
-    }
-
-    /// Binds outputs as `binding` says for the graphs loaded from now on.
-    pub fn with_output_binding(mut self, binding: OutputBinding) -> Self {
-        self.binding = binding;
-        self
-    }
-
-    /// The memory a graph placed on `device` binds its outputs to; `None` for plain runs.
-    fn output_memory(
-        &self,
-        device: Device,
-    ) -> Result<Option<MemoryInfo<'static>>, OrtBackendError> {
-        let memory = |place: AllocationDevice, id: i32| {
-            MemoryInfo::new(place, id, AllocatorType::Device, MemoryType::Default)
-                .map(Some)
-                .map_err(|e| OrtBackendError::Session(e.to_string()))
-        };
-        match (device, self.binding) {
-            (Device::Cuda | Device::TensorRt, _) => {
-                memory(AllocationDevice::CUDA, self.gpu.device_id)
-            }
-            (_, OutputBinding::Always) => memory(AllocationDevice::CPU, 0),
-            (_, OutputBinding::DeviceOnly) => Ok(None),
-        }
     }
 
     /// A session builder with this backend's threads and `device`'s execution providers.
@@ -603,19 +561,9 @@ impl Backend for OrtBackend {
             .iter()
             .map(|o| o.name().to_string())
             .collect();
-        let output_names = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
-        let output_memory = self
-            .output_memory(device)
-            .map_err(|e| load_err(e.to_string()))?;
         Ok(Box::new(OrtSession {
             graph,
             input_names,
-            output_names,
-            output_memory,
             session: Mutex::new(session),
         }))
     }
@@ -638,9 +586,6 @@ fn first_line(text: &str) -> &str {
 struct OrtSession {
     graph: String,
     input_names: Vec<String>,
-    output_names: Vec<String>,
-    /// Where IO binding puts the outputs; `None` runs without binding.
-    output_memory: Option<MemoryInfo<'static>>,
     /// `Session::run` takes `&mut self`; one run at a time per graph.
     session: Mutex<Session>,
 }
@@ -734,31 +679,6 @@ impl OrtSession {
         self.kept_outputs(outputs)
     }
 
-    /// A run through a fresh IO binding: a binding reuses its output buffers from one run to
-    /// the next, which would overwrite outputs the host still holds.
-    fn bound_run(
-        &self,
-        session: &mut Session,
-        inputs: Vec<(&str, OrtInput<'_>)>,
-        memory: &MemoryInfo,
-    ) -> Result<Vec<(String, super::Tensor)>, BackendError> {
-        let mut binding = session.create_binding().map_err(|e| self.run_err(e))?;
-        for (name, input) in inputs {
-            let bound = match input {
-                OrtInput::Shared(v) => binding.bind_input(name, v),
-                OrtInput::Borrowed(v) => binding.bind_input(name, &*v),
-            };
-            bound.map_err(|e| self.run_err(e))?;
-        }
-        for name in &self.output_names {
-            binding
-                .bind_output_to_device(name.as_str(), memory)
-                .map_err(|e| self.run_err(e))?;
-        }
-        let outputs = session.run_binding(&binding).map_err(|e| self.run_err(e))?;
-        self.kept_outputs(outputs)
-    }
-
     fn kept_outputs(
         &self,
         outputs: SessionOutputs<'_>,
@@ -786,18 +706,9 @@ impl OrtSession {
     }
 }
 
-/// A host array of an ort value, copied from the device first when it lives there.
+/// A host array of an ort value (plain runs leave every output in host memory).
 pub(super) fn to_host(value: &DynValue) -> Result<TensorValue, BackendError> {
-    let read_err = |e: ort::Error| BackendError::Read(e.to_string());
-    let tensor = value
-        .view()
-        .downcast::<DynTensorValueType>()
-        .map_err(read_err)?;
-    if tensor.memory_info().is_cpu_accessible() {
-        return host_array(value);
-    }
-    let on_host = tensor.to(AllocationDevice::CPU, 0).map_err(read_err)?;
-    host_array(&on_host)
+    host_array(value)
 }
 
 fn host_array<T: TensorValueTypeMarker + ?Sized>(
@@ -831,10 +742,7 @@ impl GraphSession for OrtSession {
     fn run(&self, inputs: &[(&str, &super::Tensor)]) -> Result<GraphOutputs, BackendError> {
         let inputs = self.ordered_inputs(inputs)?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let values = match &self.output_memory {
-            None => self.plain_run(&mut session, inputs)?,
-            Some(memory) => self.bound_run(&mut session, inputs, memory)?,
-        };
+        let values = self.plain_run(&mut session, inputs)?;
         Ok(GraphOutputs::new(self.graph.clone(), values))
     }
 }
