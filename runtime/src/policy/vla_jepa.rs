@@ -9,6 +9,7 @@ use crate::manifest::Manifest;
 use crate::normalization::apply_post_steps;
 use crate::preprocess::image::{self as img, ImageF32};
 use crate::preprocess::{prompt, qwen_image, tokenize};
+use crate::sampler::{EulerFlowMatching, Sampler};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -491,14 +492,13 @@ impl VlaJepaPolicy {
             .as_ref()
             .map(|st| Tensor::f32(&[st.len()], st.clone()));
 
-        let steps = spec.timesteps.len();
-        let dt = 1.0 / steps as f32;
-        let mut velocities = Vec::with_capacity(steps);
-        for (s, &timestep) in spec.timesteps.iter().enumerate() {
+        let sampler = EulerFlowMatching::new(&spec.timesteps);
+        let mut velocities = Vec::with_capacity(sampler.steps());
+        for s in 0..sampler.steps() {
             let t = Instant::now();
             let step_inputs = [
                 Tensor::f32(&[chunk, adim], x.clone()),
-                Tensor::i64(&[1], vec![timestep]),
+                Tensor::i64(&[1], vec![sampler.bucket(s)]),
             ];
             let mut inputs = vec![
                 (dit_io::NOISY_ACTIONS, &step_inputs[0]),
@@ -514,9 +514,7 @@ impl VlaJepaPolicy {
             }
             let mut out = self.dit_step.run(&inputs)?;
             let v = out.take_f32(dit_io::VELOCITY)?.into_raw_vec_and_offset().0;
-            for (xi, vi) in x.iter_mut().zip(&v) {
-                *xi += dt * vi;
-            }
+            sampler.step(s, &mut x, &v);
             timings.push((format!("dit_step{s}"), ms(t)));
             velocities.push(v);
         }
