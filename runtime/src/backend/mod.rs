@@ -30,6 +30,28 @@ pub enum BackendError {
     DType(String),
 }
 
+/// `inputs` in the order of the graph's `input_names`; a name not given is an error naming the
+/// graph and the input.
+fn ordered_inputs<'v>(
+    graph: &str,
+    input_names: &[String],
+    inputs: &[(&str, &'v Tensor)],
+) -> Result<Vec<&'v Tensor>, BackendError> {
+    input_names
+        .iter()
+        .map(|name| {
+            inputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| BackendError::MissingInput {
+                    graph: graph.to_string(),
+                    name: name.clone(),
+                })
+        })
+        .collect()
+}
+
 /// One loaded graph, ready to run many times.
 pub trait GraphSession: Send + Sync {
     fn input_names(&self) -> &[String];

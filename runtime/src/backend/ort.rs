@@ -647,19 +647,11 @@ impl OrtSession {
         &self,
         inputs: &[(&str, &'v super::Tensor)],
     ) -> Result<Vec<(&str, OrtInput<'v>)>, BackendError> {
+        let values = super::ordered_inputs(&self.graph, &self.input_names, inputs)?;
         self.input_names
             .iter()
-            .map(|name| {
-                let value = inputs
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| *v)
-                    .ok_or_else(|| BackendError::MissingInput {
-                        graph: self.graph.clone(),
-                        name: name.clone(),
-                    })?;
-                Ok((name.as_str(), self.input_value(value)?))
-            })
+            .zip(values)
+            .map(|(name, value)| Ok((name.as_str(), self.input_value(value)?)))
             .collect()
     }
 

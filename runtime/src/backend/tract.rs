@@ -133,18 +133,10 @@ impl GraphSession for TractSession {
     }
 
     fn run(&self, inputs: &[(&str, &super::Tensor)]) -> Result<GraphOutputs, BackendError> {
-        let mut ordered: TVec<TValue> = TVec::new();
-        for name in &self.input_names {
-            let value = inputs
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| *v)
-                .ok_or_else(|| BackendError::MissingInput {
-                    graph: self.graph.clone(),
-                    name: name.clone(),
-                })?;
-            ordered.push(input_value(value)?);
-        }
+        let ordered = super::ordered_inputs(&self.graph, &self.input_names, inputs)?
+            .into_iter()
+            .map(input_value)
+            .collect::<Result<TVec<TValue>, BackendError>>()?;
         let run_err = |e: TractError| BackendError::Run {
             graph: self.graph.clone(),
             reason: format!("{e:#}"),
