@@ -85,10 +85,12 @@ struct EpisodeArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Checkpoint: a local dir, or a hub id such as lerobot/VLA-JEPA-LIBERO (cache, then download).
+    /// Checkpoint: a local dir, or a hub id such as lerobot/VLA-JEPA-LIBERO (cache, then
+    /// download). DexVLA: a LeRobot-port dir, or the original trainer's checkpoint-N dir.
     #[arg(long)]
     checkpoint: String,
-    /// Backbone dir or hub id; defaults to `qwen_model_name` in the checkpoint's config.json.
+    /// Backbone dir or hub id; defaults to the one the checkpoint's config.json names
+    /// (`qwen_model_name`, `wan_pretrained_path`, DexVLA's `qwen2_vl_path`).
     #[arg(long)]
     backbone: Option<String>,
     /// Hub revision (branch, tag or commit) of the checkpoint.
@@ -108,6 +110,10 @@ struct ExportArgs {
     /// layer with dynamically quantized activations, for ONNX Runtime).
     #[arg(long, default_value = "fp32", value_parser = Precision::NAMES)]
     precision: String,
+    /// DexVLA: the most reasoning tokens generated per chunk before the actions (upstream's
+    /// `max_new_tokens`, 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_new_tokens: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -160,7 +166,8 @@ struct RunArgs {
     /// Seed of the Gaussian initial noise (default 0).
     #[arg(long)]
     seed: Option<u64>,
-    /// Print `{"actions": [...], "timings_ms": {...}}` on stdout.
+    /// Print `{"actions": [...], "timings_ms": {...}}` on stdout (plus `"reasoning"`, its
+    /// token count and why it stopped, for policies that reason in text).
     #[arg(long)]
     json: bool,
     /// Write every stage's tensors as .npy files into this dir.
@@ -213,6 +220,7 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
         force: a.force,
         progress: !a.json,
         precision: a.precision.parse().map_err(anyhow::Error::msg)?,
+        max_new_tokens: a.max_new_tokens.map(|n| n as usize),
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -373,9 +381,26 @@ fn cmd_run(a: RunArgs) -> Result<()> {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::json!(v)))
             .collect();
-        let out = serde_json::json!({ "actions": prediction.rows(), "timings_ms": timings });
+        let mut out = serde_json::json!({ "actions": prediction.rows(), "timings_ms": timings });
+        if let Some(reasoning) = &prediction.reasoning {
+            out["reasoning"] = serde_json::json!(reasoning.text);
+            out["reasoning_tokens"] = serde_json::json!(reasoning.tokens);
+            out["reasoning_stop"] = serde_json::to_value(reasoning.stop)?;
+        }
         println!("{}", serde_json::to_string(&out)?);
     } else {
+        if let Some(reasoning) = &prediction.reasoning {
+            eprintln!(
+                "reasoning ({} tokens, {}): {}",
+                reasoning.tokens,
+                match reasoning.stop {
+                    vjx_runtime::policy::StopReason::EndOfTurn => "ended by <|im_end|>",
+                    vjx_runtime::policy::StopReason::TokenLimit =>
+                        "stopped at the token limit without <|im_end|>",
+                },
+                reasoning.text
+            );
+        }
         for (i, row) in prediction.rows().iter().enumerate() {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:>9.4}")).collect();
             println!("{i:>3} {}", cells.join(" "));

@@ -23,6 +23,8 @@ pub struct ExportOptions {
     pub progress: bool,
     /// Arithmetic of the exported graphs (see `Precision`).
     pub precision: Precision,
+    /// The generation limit of policies that reason in text (DexVLA: 256 by default).
+    pub max_new_tokens: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,30 +59,50 @@ type PolicyExporter = fn(
     &Progress,
 ) -> Result<(PathBuf, Vec<ExportedGraph>)>;
 
-/// The exporter of each policy type, by the `type` of its LeRobot config (the manifest's tag).
-const POLICY_EXPORTERS: [(&str, PolicyExporter); 2] = [
-    (PolicySpec::TYPES[0], crate::vla_jepa::export_vla_jepa),
-    (PolicySpec::TYPES[1], crate::lingbot_va::export_lingbot_va),
+/// The exporter of each policy type, by the `type` of its LeRobot config (the manifest's
+/// tag), with the checkpoint files it needs.
+const POLICY_EXPORTERS: [(&str, &[&str], PolicyExporter); 3] = [
+    (
+        PolicySpec::TYPES[0],
+        LEROBOT_FILES,
+        crate::vla_jepa::export_vla_jepa,
+    ),
+    (
+        PolicySpec::TYPES[1],
+        LEROBOT_FILES,
+        crate::lingbot_va::export_lingbot_va,
+    ),
+    // The original DexVLA trainer may shard its weights: the exporter opens what is there.
+    (
+        PolicySpec::TYPES[2],
+        &["config.json"],
+        crate::dexvla::export_dexvla,
+    ),
 ];
 
 /// Files every LeRobot checkpoint has.
-pub const CHECKPOINT_FILES: &[&str] = &["config.json", "model.safetensors"];
+pub const LEROBOT_FILES: &[&str] = &["config.json", "model.safetensors"];
 
-/// The `type` field of a LeRobot checkpoint's config.json.
+/// `model_type` of the original DexVLA repository's checkpoints, which carry no `type`.
+const ORIGINAL_DEXVLA_MODEL_TYPE: &str = "qwen2_vla";
+
+/// The policy type of a checkpoint's config.json: LeRobot's `type` field, or the original
+/// DexVLA repository's `model_type`.
 pub fn policy_type(config_path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", config_path.display()))?;
-    json.get("type")
-        .and_then(|t| t.as_str())
-        .map(str::to_string)
-        .with_context(|| {
-            format!(
-                "{}: no `type` field (is this a LeRobot policy checkpoint?)",
-                config_path.display()
-            )
-        })
+    if let Some(kind) = json.get("type").and_then(|t| t.as_str()) {
+        return Ok(kind.to_string());
+    }
+    if json.get("model_type").and_then(|t| t.as_str()) == Some(ORIGINAL_DEXVLA_MODEL_TYPE) {
+        return Ok(PolicySpec::TYPES[2].to_string());
+    }
+    bail!(
+        "{}: no `type` field (is this a LeRobot policy checkpoint?)",
+        config_path.display()
+    )
 }
 
 pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
@@ -93,14 +115,28 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     }
     let progress = Progress::new(opts.progress);
     progress.message(&format!("resolving checkpoint {}", opts.checkpoint));
+    let config_only = checkpoint::resolve(
+        &opts.checkpoint,
+        opts.revision.as_deref(),
+        &["config.json"],
+        opts.progress,
+    )?;
+    let config_path = config_only.path("config.json");
+    let kind = policy_type(&config_path)?;
+    let Some((_, files, export_policy)) = POLICY_EXPORTERS.iter().find(|(name, ..)| *name == kind)
+    else {
+        bail!(
+            "{}: policy type `{kind}` is not supported (supported: {})",
+            config_path.display(),
+            PolicySpec::TYPES.join(", ")
+        );
+    };
     let ckpt = checkpoint::resolve(
         &opts.checkpoint,
         opts.revision.as_deref(),
-        CHECKPOINT_FILES,
+        files,
         opts.progress,
     )?;
-    let config_path = ckpt.path("config.json");
-    let kind = policy_type(&config_path)?;
     let parent = match opts.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -111,13 +147,6 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         .tempdir_in(&parent)
         .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
 
-    let Some((_, export_policy)) = POLICY_EXPORTERS.iter().find(|(name, _)| *name == kind) else {
-        bail!(
-            "{}: policy type `{kind}` is not supported (supported: {})",
-            config_path.display(),
-            PolicySpec::TYPES.join(", ")
-        );
-    };
     let (backbone_root, graphs) = export_policy(&ckpt, opts, staging.path(), &progress)?;
 
     if opts.out.exists() {

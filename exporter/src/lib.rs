@@ -2,6 +2,7 @@
 //! policy's graphs and writes an export dir (ONNX + external data + manifest) atomically.
 
 pub mod checkpoint;
+pub mod dexvla;
 pub mod export;
 pub mod lerobot_processors;
 pub mod lingbot_va;

@@ -2,6 +2,7 @@
 //! Data and its checks only: no graphs are built or run here.
 
 pub mod chat_template;
+pub mod dexvla;
 pub mod lingbot_va;
 pub mod manifest;
 pub mod normalization;

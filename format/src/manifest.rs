@@ -1,6 +1,7 @@
 //! `manifest.json`: everything the runtime needs to run an export dir, written by the
 //! exporter. Loading checks the format version, the policy type and every file's sha256.
 
+use crate::dexvla::DexVlaSpec;
 use crate::lingbot_va::LingbotVaSpec;
 use crate::normalization::{Normalization, PostStep};
 use crate::tensor::{Precision, TensorSpec};
@@ -39,17 +40,19 @@ pub struct Manifest {
 pub enum PolicySpec {
     VlaJepa(Box<VlaJepaSpec>),
     LingbotVa(LingbotVaSpec),
+    Dexvla(Box<DexVlaSpec>),
 }
 
 impl PolicySpec {
     /// The `type` tags this vjx reads.
-    pub const TYPES: [&'static str; 2] = ["vla_jepa", "lingbot_va"];
+    pub const TYPES: [&'static str; 3] = ["vla_jepa", "lingbot_va", "dexvla"];
 
     /// The `type` tag, also the name of the policy in reports.
     pub fn type_name(&self) -> &'static str {
         match self {
             PolicySpec::VlaJepa(_) => Self::TYPES[0],
             PolicySpec::LingbotVa(_) => Self::TYPES[1],
+            PolicySpec::Dexvla(_) => Self::TYPES[2],
         }
     }
 
@@ -58,6 +61,7 @@ impl PolicySpec {
         match self {
             PolicySpec::VlaJepa(spec) => &spec.cameras,
             PolicySpec::LingbotVa(spec) => &spec.cameras,
+            PolicySpec::Dexvla(spec) => &spec.cameras,
         }
     }
 }

@@ -4,10 +4,12 @@
 
 pub mod blocks;
 pub mod builder;
+pub mod dexvla;
 pub mod half_everywhere;
 pub mod lingbot_va;
 pub mod nn;
 pub mod onnx;
+pub mod qwen2_vl;
 pub mod qwen3_vl;
 pub mod umt5;
 pub mod vla_jepa;

@@ -2,7 +2,7 @@
 //! tract as well as on ONNX Runtime. Linear weights are stored transposed (`[in, out]`) under
 //! the checkpoint's own name.
 
-use crate::builder::{DType, Encoding, GraphBuilder, Layout, Precision, Value};
+use crate::builder::{Attr, DType, Encoding, GraphBuilder, Layout, Precision, Value};
 use crate::weights::{WeightError, WeightSource};
 
 /// `x @ W^T + b` for a PyTorch `nn.Linear` at `prefix` (`prefix.weight`, `prefix.bias`).
@@ -116,6 +116,45 @@ pub fn gather_rows(
             let scales = g.gather(&Value(scale_name), indices, 0);
             let scales = g.unsqueeze(&scales, &[-1]);
             Ok(g.mul(&rows, &scales))
+        }
+    }
+}
+
+/// `x @ table^T` for the checkpoint table `name` (`[rows, cols]`, e.g. a tied LM head over
+/// the token embedding), stored as [`gather_rows`] stores it so that both share one copy.
+pub fn tied_projection(
+    g: &mut GraphBuilder,
+    w: &dyn WeightSource,
+    name: &str,
+    shape: [usize; 2],
+    x: &Value,
+) -> Result<Value, WeightError> {
+    let trans_b = || vec![("transB", Attr::Int(1))];
+    match g.precision() {
+        Precision::F32 => {
+            let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, Encoding::F32)?;
+            Ok(g.op("Gemm", &[x, &table], trans_b()))
+        }
+        Precision::F16 => {
+            let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, Encoding::F16)?;
+            let xh = g.cast(x, DType::F16);
+            let y = g.op("Gemm", &[&xh, &table], trans_b());
+            Ok(g.cast(&y, DType::F32))
+        }
+        Precision::Int8 => {
+            let scale_name = int8_scale_name(name);
+            let encoding = Encoding::Int8 {
+                scale_name: scale_name.clone(),
+                axis: 0,
+            };
+            let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, encoding)?;
+            let columns = g.transpose(&table, &[1, 0]);
+            let quantized = g.op_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
+            let (xq, x_scale, x_zero) = (&quantized[0], &quantized[1], &quantized[2]);
+            let acc = g.op("MatMulInteger", &[xq, &columns, x_zero], vec![]);
+            let acc = g.cast(&acc, DType::F32);
+            let scale = g.mul(x_scale, &Value(scale_name));
+            Ok(g.mul(&acc, &scale))
         }
     }
 }

@@ -62,6 +62,13 @@ pub struct DecoderLayer<'a> {
     pub style: DecoderStyle,
 }
 
+/// A layer's keys and values after the rotary embedding, `[kv_heads, len, head_dim]`: what a
+/// key/value cache holds between generation steps.
+pub struct KeyValues {
+    pub key: Value,
+    pub value: Value,
+}
+
 impl DecoderLayer<'_> {
     /// The layer on `x` `[seq, hidden]` with the additive attention `bias` `[seq, seq]`. With
     /// `readout`, only those rows are computed past the key/value projections and the result
@@ -74,6 +81,33 @@ impl DecoderLayer<'_> {
         bias: &Value,
         readout: Option<&Value>,
     ) -> Result<Value, WeightError> {
+        let (out, _) = self.forward(g, x, rope, Some(bias), readout, None)?;
+        Ok(out)
+    }
+
+    /// The layer on the new rows `x` `[seq, hidden]`, which attend to the cached `past` rows
+    /// and to the new ones under `bias` (`[seq, past + seq]`; none: every key is visible).
+    /// Returns the output and the keys/values of past and new rows together.
+    pub fn apply_cached(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        rope: &RotaryTables,
+        bias: Option<&Value>,
+        past: &KeyValues,
+    ) -> Result<(Value, KeyValues), WeightError> {
+        self.forward(g, x, rope, bias, None, Some(past))
+    }
+
+    fn forward(
+        &self,
+        g: &mut GraphBuilder,
+        x: &Value,
+        rope: &RotaryTables,
+        bias: Option<&Value>,
+        readout: Option<&Value>,
+        past: Option<&KeyValues>,
+    ) -> Result<(Value, KeyValues), WeightError> {
         let DecoderDims {
             hidden,
             intermediate,
@@ -81,7 +115,7 @@ impl DecoderLayer<'_> {
             ..
         } = self.dims;
         let normed = self.at.rms_norm(g, x, "input_layernorm", hidden, eps)?;
-        let attn = self.self_attention(g, &normed, rope, bias, readout)?;
+        let (attn, present) = self.self_attention(g, &normed, rope, bias, readout, past)?;
         let residual = match readout {
             Some(rows) => g.gather(x, rows, 0),
             None => x.clone(),
@@ -98,19 +132,20 @@ impl DecoderLayer<'_> {
             Widths::residual(hidden, intermediate),
             Activation::Silu,
         )?;
-        Ok(g.add(&h, &mlp))
+        Ok((g.add(&h, &mlp), present))
     }
 
-    /// Causal grouped-query self-attention; queries come from every row, or from the
-    /// `readout` rows only.
+    /// Grouped-query self-attention over the `past` keys/values and every row of `normed`;
+    /// queries come from every row, or from the `readout` rows only.
     fn self_attention(
         &self,
         g: &mut GraphBuilder,
         normed: &Value,
         rope: &RotaryTables,
-        bias: &Value,
+        bias: Option<&Value>,
         readout: Option<&Value>,
-    ) -> Result<Value, WeightError> {
+        past: Option<&KeyValues>,
+    ) -> Result<(Value, KeyValues), WeightError> {
         let heads = self.dims.attention;
         let (query_rows, query_rope, query_bias) = match readout {
             Some(rows) => (
@@ -119,7 +154,7 @@ impl DecoderLayer<'_> {
                     cos: g.gather(&rope.cos, rows, 0),
                     sin: g.gather(&rope.sin, rows, 0),
                 },
-                g.gather(bias, rows, 0),
+                bias.map(|b| g.gather(b, rows, 0)),
             ),
             None => (
                 normed.clone(),
@@ -127,7 +162,7 @@ impl DecoderLayer<'_> {
                     cos: rope.cos.clone(),
                     sin: rope.sin.clone(),
                 },
-                bias.clone(),
+                bias.cloned(),
             ),
         };
         let q = self.project_heads(g, &query_rows, "q", heads.heads)?;
@@ -140,16 +175,24 @@ impl DecoderLayer<'_> {
         let k = rotate_halves(g, &k, &rope.cos, &rope.sin, heads.head_dim);
         let v = self.project_heads(g, normed, "v", heads.kv_heads)?;
         let v = g.transpose(&v, &[1, 0, 2]);
+        let (k, v) = match past {
+            Some(past) => (
+                g.concat(&[&past.key, &k], 1),
+                g.concat(&[&past.value, &v], 1),
+            ),
+            None => (k, v),
+        };
 
-        let context = grouped_query_attention(g, &q, &k, &v, heads, Some(&query_bias));
-        self.at.linear_with_bias(
+        let context = grouped_query_attention(g, &q, &k, &v, heads, query_bias.as_ref());
+        let out = self.at.linear_with_bias(
             g,
             &context,
             "self_attn.o_proj",
             heads.heads * heads.head_dim,
             self.dims.hidden,
             self.style.output_bias,
-        )
+        )?;
+        Ok((out, KeyValues { key: k, value: v }))
     }
 
     /// `self_attn.{which}_proj` of `rows`, as `[rows, n, head_dim]`.

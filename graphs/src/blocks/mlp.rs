@@ -14,6 +14,8 @@ pub enum Activation {
     GeluErf,
     Silu,
     Relu,
+    /// `quick_gelu`: `x · σ(1.702 x)` (CLIP, the Qwen2-VL vision tower).
+    QuickGelu,
 }
 
 impl Activation {
@@ -24,6 +26,7 @@ impl Activation {
             "gelu" => Some(Activation::GeluErf),
             "silu" | "swish" => Some(Activation::Silu),
             "relu" => Some(Activation::Relu),
+            "quick_gelu" => Some(Activation::QuickGelu),
             _ => None,
         }
     }
@@ -34,6 +37,12 @@ impl Activation {
             Activation::GeluErf => nn::gelu_erf(g, x),
             Activation::Silu => nn::silu(g, x),
             Activation::Relu => g.relu(x),
+            Activation::QuickGelu => {
+                let k = g.scalar_f32(1.702);
+                let scaled = g.mul(x, &k);
+                let gate = g.sigmoid(&scaled);
+                g.mul(x, &gate)
+            }
         }
     }
 }

@@ -28,6 +28,22 @@ pub fn stepped_frequencies(width: usize) -> Vec<f32> {
     (0..half).map(|k| (-(k as f32) * step).exp()).collect()
 }
 
+/// The frequencies ScaleDP's `TimestepEmbedder` computes in bfloat16 whatever the model's
+/// dtype: `exp(-ln(10000) · k / half)` with `k` a bf16 arange and every operation's result
+/// rounded to bf16 (each computed in f32, as torch's CPU kernels do).
+pub fn bf16_frequencies(channels: usize) -> Vec<f32> {
+    let half = channels / 2;
+    let bf16 = |x: f32| half::bf16::from_f32(x).to_f32();
+    let neg_log = -(MAX_PERIOD.ln()) as f32;
+    (0..half)
+        .map(|k| {
+            let product = bf16(neg_log * bf16(k as f32));
+            let exponent = bf16(product / half as f32);
+            bf16(exponent.exp())
+        })
+        .collect()
+}
+
 /// Which half of the features comes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HalfOrder {
@@ -71,6 +87,25 @@ mod tests {
     fn with_shift_one_the_last_frequency_is_the_ten_thousandth() {
         let f = timestep_frequencies(256, 1);
         assert!((f[127] - 1e-4).abs() < 1e-9, "{}", f[127]);
+    }
+
+    #[test]
+    fn bf16_frequencies_are_bf16_values_near_the_exact_series() {
+        let f = bf16_frequencies(256);
+        assert_eq!(f.len(), 128);
+        assert_eq!(f[0], 1.0);
+        for (k, &v) in f.iter().enumerate() {
+            assert_eq!(
+                half::bf16::from_f32(v).to_f32(),
+                v,
+                "frequency {k} is not a bf16"
+            );
+            let exact = (-(10000f64.ln()) * k as f64 / 128.0).exp();
+            assert!(
+                (v as f64 / exact - 1.0).abs() < 0.04,
+                "frequency {k}: {v} vs {exact}"
+            );
+        }
     }
 
     #[test]

@@ -106,18 +106,41 @@ pub fn interleaved_mrope_axes(mrope_section: &[usize], num_frequencies: usize) -
     axes
 }
 
+/// Which of the three position rows drives each rotary frequency in Qwen2-VL's layout:
+/// contiguous sections, the first `section[0]` frequencies T, the next `section[1]` H, the
+/// next `section[2]` W.
+pub fn sectioned_mrope_axes(mrope_section: &[usize], num_frequencies: usize) -> Vec<usize> {
+    let mut axes = Vec::with_capacity(num_frequencies);
+    for (axis, &count) in mrope_section.iter().enumerate().take(3) {
+        axes.extend(std::iter::repeat_n(axis, count));
+    }
+    axes.resize(num_frequencies, 0);
+    axes
+}
+
 /// cos/sin tables `[seq, head_dim]` (row-major) for the given `[T, H, W]` position ids, with
 /// the frequencies interleaved per `mrope_section` and duplicated across both rotary halves.
 pub fn mrope_cos_sin(cfg: &TextConfig, position_ids: &[Vec<i64>; 3]) -> (Vec<f32>, Vec<f32>) {
-    let head_dim = cfg.head_dim();
+    let half = cfg.head_dim() / 2;
+    let axes = interleaved_mrope_axes(&cfg.mrope_section(), half);
+    rotary_tables(cfg.rope_theta(), cfg.head_dim(), &axes, position_ids)
+}
+
+/// cos/sin tables `[seq, head_dim]` (row-major): frequency `f` of `1 / θ^(2f/d)` turns by the
+/// position row `axes[f]`, duplicated across both rotary halves.
+pub fn rotary_tables(
+    theta: f64,
+    head_dim: usize,
+    axes: &[usize],
+    position_ids: &[Vec<i64>; 3],
+) -> (Vec<f32>, Vec<f32>) {
     let half = head_dim / 2;
     let seq = position_ids[0].len();
     assert!(
         position_ids.iter().all(|row| row.len() == seq),
         "position id rows differ in length"
     );
-    let inv_freq = inverse_frequencies(cfg.rope_theta(), head_dim);
-    let axes = interleaved_mrope_axes(&cfg.mrope_section(), half);
+    let inv_freq = inverse_frequencies(theta, head_dim);
     let mut cos = vec![0f32; seq * head_dim];
     let mut sin = vec![0f32; seq * head_dim];
     let rows = cos

@@ -199,14 +199,14 @@ fn check_supported(cfg: &TextConfig) -> Result<(), WeightError> {
 
 /// Scatters per-image-token rows onto the sequence: a gather over `[zeros; rows]` with
 /// [`IMAGE_ROW_INDEX`], so text rows pick the zero row.
-struct ImageRows {
+pub(crate) struct ImageRows {
     index: Value,
     is_image: Value,
     zero_row: Value,
 }
 
 impl ImageRows {
-    fn new(g: &mut GraphBuilder, index: &Value, hidden: usize) -> Self {
+    pub(crate) fn new(g: &mut GraphBuilder, index: &Value, hidden: usize) -> Self {
         let zero = g.const_i64(&[0]);
         let is_image = g.op("Greater", &[index, &zero], vec![]);
         let is_image = g.unsqueeze(&is_image, &[1]);
@@ -225,7 +225,7 @@ impl ImageRows {
     }
 
     /// `x` with its image rows replaced by `rows` (upstream's `masked_scatter`).
-    fn replace(&self, g: &mut GraphBuilder, x: &Value, rows: &Value) -> Value {
+    pub(crate) fn replace(&self, g: &mut GraphBuilder, x: &Value, rows: &Value) -> Value {
         let spread = self.spread(g, rows);
         g.op("Where", &[&self.is_image, &spread, x], vec![])
     }

@@ -45,6 +45,43 @@ const MERGED_PATCHES: &str = "merged_patches";
 /// LayerNorm epsilon of every vision norm (blocks and mergers).
 const NORM_EPS: f32 = 1e-6;
 
+/// What differs between the Qwen-VL generations' vision towers: the weight names of the MLP
+/// and merger, and whether the patch embedding has a bias and a learned position grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisionStyle {
+    pub graph_name: &'static str,
+    pub patch_bias: bool,
+    /// A learned position-embedding grid, sampled bilinearly per patch (Qwen3-VL).
+    pub learned_positions: bool,
+    /// The block MLP's two linears, under `blocks.{i}.`.
+    pub mlp: [&'static str; 2],
+    /// The final merger's LayerNorm and its two linears, under `merger.`.
+    pub merger_norm: &'static str,
+    pub merger_mlp: [&'static str; 2],
+}
+
+impl VisionStyle {
+    pub const QWEN3_VL: VisionStyle = VisionStyle {
+        graph_name: "qwen3_vl_vision",
+        patch_bias: true,
+        learned_positions: true,
+        mlp: ["mlp.linear_fc1", "mlp.linear_fc2"],
+        merger_norm: "norm",
+        merger_mlp: ["linear_fc1", "linear_fc2"],
+    };
+
+    /// Qwen2-VL: no patch bias, no learned positions (rotary only), `fc1`/`fc2` and the
+    /// merger's `ln_q` and `mlp.0`/`mlp.2`.
+    pub const QWEN2_VL: VisionStyle = VisionStyle {
+        graph_name: "qwen2_vl_vision",
+        patch_bias: false,
+        learned_positions: false,
+        mlp: ["mlp.fc1", "mlp.fc2"],
+        merger_norm: "ln_q",
+        merger_mlp: ["mlp.0", "mlp.2"],
+    };
+}
+
 /// Builds the vision graph from the weights under `prefix` (e.g.
 /// `model.qwen.model.model.visual.`; the trailing dot may be left out).
 pub fn build_vision_graph(
@@ -62,8 +99,20 @@ pub fn build_vision_graph_at(
     prefix: &str,
     precision: Precision,
 ) -> Result<Model, WeightError> {
-    let tower = Tower::new(cfg, weights, prefix)?;
-    let mut g = GraphBuilder::with_precision("qwen3_vl_vision", precision);
+    build_vision_graph_styled(cfg, weights, prefix, precision, VisionStyle::QWEN3_VL)
+}
+
+/// [`build_vision_graph_at`] for another generation's tower `style`. Without learned
+/// positions the graph has no [`POS_EMBED_INDEX`] / [`POS_EMBED_WEIGHT`] inputs.
+pub fn build_vision_graph_styled(
+    cfg: &VisionConfig,
+    weights: &dyn WeightSource,
+    prefix: &str,
+    precision: Precision,
+    style: VisionStyle,
+) -> Result<Model, WeightError> {
+    let tower = Tower::new(cfg, weights, prefix, style)?;
+    let mut g = GraphBuilder::with_precision(style.graph_name, precision);
 
     let patches = Dim::from(PATCHES);
     let pixels = g.input(
@@ -71,16 +120,19 @@ pub fn build_vision_graph_at(
         DType::F32,
         &[patches.clone(), cfg.patch_dim().into()],
     );
-    let corner_index = g.input(
-        POS_EMBED_INDEX,
-        DType::I64,
-        &[4usize.into(), patches.clone()],
-    );
-    let corner_weight = g.input(
-        POS_EMBED_WEIGHT,
-        DType::F32,
-        &[4usize.into(), patches.clone()],
-    );
+    let corners = style.learned_positions.then(|| {
+        let index = g.input(
+            POS_EMBED_INDEX,
+            DType::I64,
+            &[4usize.into(), patches.clone()],
+        );
+        let weight = g.input(
+            POS_EMBED_WEIGHT,
+            DType::F32,
+            &[4usize.into(), patches.clone()],
+        );
+        (index, weight)
+    });
     let cos = g.input(
         ROPE_COS,
         DType::F32,
@@ -88,11 +140,13 @@ pub fn build_vision_graph_at(
     );
     let sin = g.input(ROPE_SIN, DType::F32, &[patches, cfg.head_dim().into()]);
 
-    let embedded = g.scoped("patch_embed", |g| tower.patch_embed(g, &pixels))?;
-    let position = g.scoped("pos_embed", |g| {
-        tower.position_embedding(g, &corner_index, &corner_weight)
-    })?;
-    let mut hidden = g.add(&embedded, &position);
+    let mut hidden = g.scoped("patch_embed", |g| tower.patch_embed(g, &pixels))?;
+    if let Some((corner_index, corner_weight)) = &corners {
+        let position = g.scoped("pos_embed", |g| {
+            tower.position_embedding(g, corner_index, corner_weight)
+        })?;
+        hidden = g.add(&hidden, &position);
+    }
 
     let mut taps = Vec::with_capacity(cfg.deepstack_visual_indexes.len());
     for layer in 0..cfg.depth {
@@ -110,13 +164,14 @@ pub fn build_vision_graph_at(
                     &hidden,
                     &format!("deepstack_merger_list.{k}"),
                     Norm::AfterShuffle,
+                    VisionStyle::QWEN3_VL,
                 )
             })?;
             taps.push((k, tap));
         }
     }
     let image_embeds = g.scoped("merger", |g| {
-        tower.merger(g, &hidden, "merger", Norm::BeforeShuffle)
+        tower.merger(g, &hidden, "merger", Norm::BeforeShuffle, style)
     })?;
 
     let out_shape = [Dim::from(MERGED_PATCHES), cfg.out_hidden_size.into()];
@@ -142,6 +197,7 @@ struct Tower<'a> {
     cfg: &'a VisionConfig,
     at: Prefixed<'a>,
     activation: Activation,
+    style: VisionStyle,
 }
 
 impl<'a> Tower<'a> {
@@ -149,6 +205,7 @@ impl<'a> Tower<'a> {
         cfg: &'a VisionConfig,
         weights: &'a dyn WeightSource,
         prefix: &str,
+        style: VisionStyle,
     ) -> Result<Self, WeightError> {
         let config_error = |field: &str, reason: String| WeightError::Invalid {
             name: format!("vision_config.{field}"),
@@ -195,6 +252,7 @@ impl<'a> Tower<'a> {
             cfg,
             at: Prefixed::new(weights, &prefix),
             activation,
+            style,
         })
     }
 
@@ -222,6 +280,9 @@ impl<'a> Tower<'a> {
             c.patch_size,
         ];
         let projected = nn::project(g, self.at.weights, pixels, &weight_name, &kernel_shape)?;
+        if !self.style.patch_bias {
+            return Ok(projected);
+        }
         let bias_name = self.at.name("patch_embed.proj.bias");
         let bias = nn::vector(g, self.at.weights, &bias_name, c.hidden_size)?;
         Ok(g.add(&projected, &bias))
@@ -272,7 +333,7 @@ impl<'a> Tower<'a> {
             g,
             &self.at,
             &normed,
-            [&at("mlp.linear_fc1"), &at("mlp.linear_fc2")],
+            [&at(self.style.mlp[0]), &at(self.style.mlp[1])],
             Widths::residual(hidden, self.cfg.intermediate_size),
             self.activation,
         )?;
@@ -318,10 +379,11 @@ impl<'a> Tower<'a> {
         x: &Value,
         at: &str,
         norm: Norm,
+        names: VisionStyle,
     ) -> Result<Value, WeightError> {
         let c = self.cfg;
         let block = c.hidden_size * c.spatial_merge_size * c.spatial_merge_size;
-        let norm_name = format!("{at}.norm");
+        let norm_name = format!("{at}.{}", names.merger_norm);
         let blocks = match norm {
             Norm::BeforeShuffle => {
                 let normed = self.layer_norm(g, x, &norm_name, c.hidden_size)?;
@@ -336,7 +398,10 @@ impl<'a> Tower<'a> {
             g,
             &self.at,
             &blocks,
-            [&format!("{at}.linear_fc1"), &format!("{at}.linear_fc2")],
+            [
+                &format!("{at}.{}", names.merger_mlp[0]),
+                &format!("{at}.{}", names.merger_mlp[1]),
+            ],
             Widths {
                 input: block,
                 hidden: block,

@@ -19,9 +19,9 @@ pub struct VisionInputs {
     /// `t · h · w`: rows of `pixel_values` for this image.
     pub num_patches: usize,
     /// `[4, num_patches]`: rows of `pos_embed` at the corners (top-left, top-right,
-    /// bottom-left, bottom-right).
+    /// bottom-left, bottom-right); empty for a tower without learned positions.
     pub pos_embed_index: Vec<i64>,
-    /// `[4, num_patches]`: the bilinear weights of those corners.
+    /// `[4, num_patches]`: the bilinear weights of those corners (empty likewise).
     pub pos_embed_weight: Vec<f32>,
     /// `[num_patches, head_dim]`.
     pub rope_cos: Vec<f32>,
@@ -54,18 +54,26 @@ pub fn vision_inputs(cfg: &VisionConfig, grid_thw: [usize; 3]) -> VisionInputs {
     let frame = positions.len();
     let num_patches = t * frame;
 
-    let corners = BilinearGrid::new(cfg.position_grid_side(), h, w);
-    let mut pos_embed_index = vec![0i64; CORNERS * num_patches];
-    let mut pos_embed_weight = vec![0f32; CORNERS * num_patches];
+    let corners = (cfg.num_position_embeddings > 0)
+        .then(|| BilinearGrid::new(cfg.position_grid_side(), h, w));
+    let table_len = if corners.is_some() {
+        CORNERS * num_patches
+    } else {
+        0
+    };
+    let mut pos_embed_index = vec![0i64; table_len];
+    let mut pos_embed_weight = vec![0f32; table_len];
     let inv_freq = rope_inv_freq(head_dim / 2);
     let mut rope_cos = Vec::with_capacity(num_patches * head_dim);
     let mut rope_sin = Vec::with_capacity(num_patches * head_dim);
 
     for patch in 0..num_patches {
         let (row, col) = positions[patch % frame];
-        for (corner, (index, weight)) in corners.corners(row, col).into_iter().enumerate() {
-            pos_embed_index[corner * num_patches + patch] = index;
-            pos_embed_weight[corner * num_patches + patch] = weight;
+        if let Some(corners) = &corners {
+            for (corner, (index, weight)) in corners.corners(row, col).into_iter().enumerate() {
+                pos_embed_index[corner * num_patches + patch] = index;
+                pos_embed_weight[corner * num_patches + patch] = weight;
+            }
         }
         let angles = rope_angles(&inv_freq, row, col);
         // The rotary pairs dimension i with i + head_dim/2, so the angle half is repeated.

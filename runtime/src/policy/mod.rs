@@ -5,6 +5,8 @@
 //! A policy is a module here with one runner, plus its variant of [`PolicySpec`] in the format
 //! crate; [`load`] and [`shape_profiles`] are the only places that match on the variant.
 
+pub mod chunk_queue;
+pub mod dexvla;
 pub mod episode_file;
 pub mod lingbot_va;
 pub mod noise;
@@ -13,6 +15,7 @@ pub mod vla_jepa;
 
 use crate::backend::{Backend, ShapeProfile, TensorValue};
 use crate::manifest::{Manifest, ManifestError, PolicySpec};
+use chunk_queue::ChunkRunner;
 pub use episode_file::EpisodeFile;
 pub use noise::{ChunkNoise, Noise};
 pub use observation::{ImageInput, Observation};
@@ -52,6 +55,27 @@ pub struct Prediction {
     pub timings_ms: StageTimings,
     /// Intermediate tensors by name, when asked for (`--dump`).
     pub intermediates: BTreeMap<String, TensorValue>,
+    /// What the policy generated on the way, for policies that reason in text.
+    pub reasoning: Option<Reasoning>,
+}
+
+/// The text a policy generated while predicting a chunk (DexVLA's sub-step reasoning).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reasoning {
+    pub text: String,
+    /// Generated tokens, the end-of-turn token included when produced.
+    pub tokens: usize,
+    pub stop: StopReason,
+}
+
+/// Why text generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The end-of-turn token was produced.
+    EndOfTurn,
+    /// The token limit was reached first.
+    TokenLimit,
 }
 
 impl Prediction {
@@ -152,12 +176,15 @@ pub trait PredictedVideo {
 pub fn load(dir: &Path, backend: &dyn Backend) -> Result<Box<dyn PolicyRunner>, PolicyError> {
     let manifest = Manifest::load(dir, true)?;
     Ok(match manifest.policy.clone() {
-        PolicySpec::VlaJepa(spec) => Box::new(vla_jepa::VlaJepaPolicy::load(
+        PolicySpec::VlaJepa(spec) => Box::new(ChunkRunner(vla_jepa::VlaJepaPolicy::load(
             dir, manifest, *spec, backend,
-        )?),
+        )?)),
         PolicySpec::LingbotVa(spec) => Box::new(lingbot_va::LingbotVaPolicy::load(
             dir, manifest, spec, backend,
         )?),
+        PolicySpec::Dexvla(spec) => Box::new(ChunkRunner(dexvla::DexVlaPolicy::load(
+            dir, manifest, *spec, backend,
+        )?)),
     })
 }
 
@@ -170,5 +197,6 @@ pub fn shape_profiles(
     match &manifest.policy {
         PolicySpec::VlaJepa(spec) => vla_jepa::shape_profiles_by_role(dir, spec),
         PolicySpec::LingbotVa(_) => Ok(BTreeMap::new()),
+        PolicySpec::Dexvla(spec) => dexvla::shape_profiles_by_role(dir, spec),
     }
 }

@@ -571,6 +571,7 @@ impl VlaJepaPolicy {
             action_dim: adim,
             timings_ms: timings,
             intermediates: dump,
+            reasoning: None,
         })
     }
 }

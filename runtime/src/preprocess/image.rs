@@ -177,9 +177,10 @@ fn resample_axis(image: ArrayView3<f32>, axis: Axis, taps: &AxisTaps) -> ImageF3
     let mut out = Array3::zeros(shape);
     for (mut out_lane, in_lane) in out.lanes_mut(axis).into_iter().zip(image.lanes(axis)) {
         for (o, (first, weights)) in out_lane.iter_mut().zip(&taps.taps) {
+            // torch's kernel accumulates with fused multiply-adds; so must we, to the last bit.
             let mut acc = 0.0f32;
             for (j, w) in weights.iter().enumerate() {
-                acc += in_lane[first + j] * w;
+                acc = in_lane[first + j].mul_add(*w, acc);
             }
             *o = acc;
         }

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod image;
+pub mod pil_resize;
 pub mod prompt;
 pub mod qwen_image;
 pub mod tokenize;

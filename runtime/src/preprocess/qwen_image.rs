@@ -3,7 +3,8 @@
 //! (LeRobot passes `do_rescale=False`): smart resize, antialiased resize, normalize, and
 //! patchify into `pixel_values` rows in merge-block order plus `image_grid_thw`.
 
-use super::image::{antialiased_resize, ImageF32};
+use super::image::{antialiased_resize, ImageF32, ResizeFilter};
+use super::pil_resize::{pil_resize, PilFilter};
 use super::PreprocessError;
 use ndarray::{Array2, ArrayView3};
 pub use vjx_format::qwen_image::QwenImageProcessorConfig;
@@ -92,6 +93,70 @@ pub fn process_images(
         pixel_values: Array2::from_shape_vec((n_rows, row_len), rows).expect("whole rows"),
         image_grid_thw: Array2::from_shape_vec((images.len(), 3), grids).expect("three per image"),
     })
+}
+
+/// The slow image processor of transformers 4.x (the one DexVLA ran) on 8-bit RGB frames
+/// (`[H, W, 3]`): Pillow's 8-bit resize to the smart-resize size, `· 1/255` (in f64, stored as
+/// f32), normalize, patchify.
+pub fn process_images_u8(
+    images: &[ArrayView3<u8>],
+    config: &QwenImageProcessorConfig,
+) -> Result<QwenVisionInputs, PreprocessError> {
+    let row_len = 3 * config.temporal_patch_size * config.patch_size * config.patch_size;
+    let mut rows: Vec<f32> = Vec::new();
+    let mut grids: Vec<i64> = Vec::new();
+    for (index, image) in images.iter().enumerate() {
+        let (height, width, channels) = image.dim();
+        let what = || format!("#{index} ({height}x{width}x{channels})");
+        if channels != 3 {
+            return Err(PreprocessError::ImageShape {
+                what: what(),
+                reason: "the Qwen image processor expects 3 channels".into(),
+            });
+        }
+        let size = if config.do_resize {
+            smart_resize(
+                height,
+                width,
+                config.resize_factor(),
+                config.min_pixels,
+                config.max_pixels,
+            )?
+        } else {
+            [height, width]
+        };
+        let resized = if size == [height, width] {
+            image.to_owned()
+        } else {
+            pil_resize(*image, size, pil_filter(config.filter))
+        };
+        let mut prepared: ImageF32 = resized
+            .view()
+            .permuted_axes([2, 0, 1])
+            .mapv(|v| (f64::from(v) * (1.0 / 255.0)) as f32);
+        if config.do_normalize {
+            normalize(&mut prepared, config);
+        }
+        let grid = append_patches(&prepared, config, &mut rows).map_err(|reason| {
+            PreprocessError::ImageShape {
+                what: what(),
+                reason,
+            }
+        })?;
+        grids.extend(grid);
+    }
+    let n_rows = rows.len() / row_len;
+    Ok(QwenVisionInputs {
+        pixel_values: Array2::from_shape_vec((n_rows, row_len), rows).expect("whole rows"),
+        image_grid_thw: Array2::from_shape_vec((images.len(), 3), grids).expect("three per image"),
+    })
+}
+
+fn pil_filter(filter: ResizeFilter) -> PilFilter {
+    match filter {
+        ResizeFilter::Bicubic => PilFilter::Bicubic,
+        ResizeFilter::Bilinear => PilFilter::Bilinear,
+    }
 }
 
 fn resize_for_qwen(

@@ -77,6 +77,7 @@ impl PolicyEpisode for LingbotVaEpisode<'_> {
                 .collect(),
             timings_ms: self.episode.take_timings(),
             intermediates,
+            reasoning: None,
         })
     }
 

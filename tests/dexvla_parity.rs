@@ -1,0 +1,234 @@
+//! DexVLA end to end: every fixture case (the original repository's layout and the LeRobot
+//! port's; FiLM on generated reasoning and TinyVLA's mean pool) exported and run through the
+//! `vjx` CLI on tract and on ONNX Runtime's CPU provider matches the original repository's
+//! FP32 evaluation at every stage: integer tensors (ids, grids, positions, generated tokens,
+//! timesteps, the cropped 8-bit frames) exactly, float stages within relative L2 1e-4.
+
+mod common;
+
+use common::*;
+use ndarray::ArrayD;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+const FP32_BAR: f64 = 1e-4;
+
+fn dexvla_root() -> PathBuf {
+    repo_root().join("tests/fixtures/dexvla")
+}
+
+fn case_json(case: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap()
+}
+
+/// Every case with a case.json; fails the test when there are none.
+fn dexvla_cases() -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dexvla_root())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 3, "DexVLA fixture cases missing");
+    cases
+}
+
+fn dexvla_case(name: &str) -> PathBuf {
+    let case = dexvla_root().join(name);
+    assert!(
+        case.join("case.json").is_file(),
+        "fixture case {name} missing"
+    );
+    case
+}
+
+/// The checkpoint dir `vjx export` is pointed at in this case's layout.
+fn checkpoint_dir(case: &Path) -> PathBuf {
+    let json = case_json(case);
+    match json["layout"].as_str().unwrap() {
+        "up" => case.join(json["paths"]["checkpoint"].as_str().unwrap()),
+        _ => case.join("lerobot"),
+    }
+}
+
+/// Exports `case` once per test binary, with the case's generation limit.
+fn exported_dexvla(case: &Path) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let out = scratch().join(format!("dexvla-{name}"));
+    if !out.join("manifest.json").is_file() {
+        let mut export = vjx();
+        export
+            .args(["export", "--json", "--checkpoint"])
+            .arg(checkpoint_dir(case))
+            .arg("--out")
+            .arg(&out);
+        if let Some(limit) = case_json(case)["max_new_tokens"].as_u64() {
+            export.args(["--max-new-tokens", &limit.to_string()]);
+        }
+        let result = export.output().unwrap();
+        assert!(
+            result.status.success(),
+            "export of {name} failed: {}",
+            stderr(&result)
+        );
+    }
+    out
+}
+
+/// `--image observation.images.<camera>=<png> ... --state ... --task ...`.
+fn dexvla_run_args(obs: &Path) -> Vec<String> {
+    let inputs: Value =
+        serde_json::from_str(&std::fs::read_to_string(obs.join("inputs.json")).unwrap()).unwrap();
+    let mut args = Vec::new();
+    let keys = inputs["camera_keys"].as_array().unwrap();
+    for (key, file) in keys.iter().zip(inputs["cameras"].as_array().unwrap()) {
+        args.push("--image".to_string());
+        args.push(format!(
+            "observation.images.{}={}",
+            key.as_str().unwrap(),
+            obs.join(file.as_str().unwrap()).display()
+        ));
+    }
+    let state: Vec<String> = inputs["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap().to_string())
+        .collect();
+    args.push(format!("--state={}", state.join(",")));
+    args.push("--task".to_string());
+    args.push(inputs["task"].as_str().unwrap().to_string());
+    args
+}
+
+/// `vjx run --dump --json` on one observation with its injected DDIM noise: the JSON report
+/// and the dump dir.
+fn run_dumped(export: &Path, obs: &Path, backend: &str) -> (Value, tempfile::TempDir) {
+    let dump = tempfile::tempdir().unwrap();
+    let out = vjx()
+        .arg("run")
+        .arg(export)
+        .args(dexvla_run_args(obs))
+        .args(["--backend", backend, "--noise"])
+        .arg(obs.join("noise.npy"))
+        .arg("--dump")
+        .arg(dump.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vjx run --backend {backend} failed on {}: {}",
+        obs.display(),
+        stderr(&out)
+    );
+    (serde_json::from_slice(&out.stdout).unwrap(), dump)
+}
+
+/// The error of one dumped stage against upstream: 0 or ∞ for integer tensors, relative L2
+/// for floats.
+fn stage_error(expected: &Path, got: &Path) -> f64 {
+    let stage = expected.file_stem().unwrap().to_string_lossy();
+    if let Ok(e) = ndarray_npy::read_npy::<_, ArrayD<i64>>(expected) {
+        let g: ArrayD<i64> = ndarray_npy::read_npy(got).unwrap();
+        assert_eq!(g.shape(), e.shape(), "`{stage}` shape");
+        return if g == e { 0.0 } else { f64::INFINITY };
+    }
+    if let Ok(e) = ndarray_npy::read_npy::<_, ArrayD<u8>>(expected) {
+        let g: ArrayD<f32> = ndarray_npy::read_npy(got).unwrap();
+        assert_eq!(g.shape(), e.shape(), "`{stage}` shape");
+        let same = g.iter().zip(e.iter()).all(|(g, e)| *g == f32::from(*e));
+        return if same { 0.0 } else { f64::INFINITY };
+    }
+    let e: ArrayD<f32> = ndarray_npy::read_npy(expected).unwrap();
+    let g: ArrayD<f32> = ndarray_npy::read_npy(got).unwrap();
+    assert_eq!(g.shape(), e.shape(), "`{stage}` shape");
+    rel_l2(g.as_slice().unwrap(), e.as_slice().unwrap())
+}
+
+fn every_stage_matches_upstream(backend: &str) {
+    let mut failures = Vec::new();
+    let mut worst: std::collections::BTreeMap<String, f64> = Default::default();
+    for case in dexvla_cases() {
+        let export = exported_dexvla(&case);
+        for obs in observations(&case) {
+            let (_, dump) = run_dumped(&export, &obs, backend);
+            let mut expected: Vec<_> = std::fs::read_dir(obs.join("expected"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+                .collect();
+            expected.sort();
+            for exp in expected {
+                let stage = exp.file_stem().unwrap().to_string_lossy().into_owned();
+                let got = dump.path().join(format!("{stage}.npy"));
+                assert!(got.is_file(), "{}: no `{stage}` dumped", obs.display());
+                let err = stage_error(&exp, &got);
+                let w = worst.entry(stage.clone()).or_insert(0.0);
+                *w = w.max(err);
+                if err > FP32_BAR {
+                    failures.push(format!("{}: {stage} {err:.3e}", obs.display()));
+                }
+            }
+        }
+    }
+    println!("{backend}: worst error per stage over the DexVLA fixtures:");
+    for (stage, err) in &worst {
+        println!("  {stage:<20} {err:.3e}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{backend}: stages over {FP32_BAR:e}:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_dexvla_fixture_matches_upstream_at_every_stage_on_tract() {
+    every_stage_matches_upstream("tract");
+}
+
+#[test]
+fn every_dexvla_fixture_matches_upstream_at_every_stage_on_ort_cpu() {
+    every_stage_matches_upstream("ort");
+}
+
+#[test]
+fn the_json_report_carries_upstream_reasoning_text_and_why_it_stopped() {
+    for (name, stop) in [
+        ("reasoning_stop", "end_of_turn"),
+        ("reasoning_limit", "token_limit"),
+    ] {
+        let case = dexvla_case(name);
+        let obs = case.join("obs_0");
+        let (report, _dump) = run_dumped(&exported_dexvla(&case), &obs, "tract");
+        let text = std::fs::read_to_string(obs.join("expected/reasoning.txt")).unwrap();
+        assert_eq!(report["reasoning"].as_str().unwrap(), text.trim(), "{name}");
+        assert_eq!(report["reasoning_stop"], stop, "{name}");
+        let generated: ArrayD<i64> =
+            ndarray_npy::read_npy(obs.join("expected/generated_ids.npy")).unwrap();
+        assert_eq!(report["reasoning_tokens"], generated.len(), "{name}");
+    }
+}
+
+#[test]
+fn tinyvla_generates_nothing_and_reports_no_reasoning() {
+    let case = dexvla_case("tinyvla");
+    let (report, dump) = run_dumped(&exported_dexvla(&case), &case.join("obs_0"), "tract");
+    assert!(report.get("reasoning").is_none(), "{report}");
+    assert!(!dump.path().join("generated_ids.npy").exists());
+}
+
+#[test]
+fn both_layouts_record_their_policy_as_dexvla() {
+    for name in ["reasoning_stop", "reasoning_limit"] {
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(exported_dexvla(&dexvla_case(name)).join("manifest.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["policy"]["type"], "dexvla", "{name}");
+    }
+}
