@@ -30,7 +30,7 @@ use vjx_graphs::dexvla::{condition, scaledp, ScaleDpConfig};
 use vjx_graphs::qwen2_vl::text::{build_generation_graph, TextWeightNames};
 use vjx_graphs::qwen2_vl::Qwen2VlConfig;
 use vjx_graphs::qwen3_vl::vision::{build_vision_graph_styled, VisionStyle};
-use vjx_graphs::WeightSource;
+use vjx_graphs::{Precision, WeightSource};
 
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
@@ -77,6 +77,13 @@ pub fn export_dexvla(
     out: &Path,
     progress: &Progress,
 ) -> Result<(PathBuf, Vec<ExportedGraph>)> {
+    if opts.precision == Precision::Int8 {
+        bail!(
+            "--precision int8: DexVLA exports fp32 or fp16 for now. Dynamically quantized int8 \
+             misses the documented bars on the DexVLA fixtures (actions up to 0.32 relative L2, \
+             and the greedy reasoning changes tokens; docs/dexvla.md); calibrated int8 is planned"
+        );
+    }
     let config_path = ckpt.path("config.json");
     let config: Value = read_json(&config_path)?;
     let weights = ShardedWeights::open_dir(&ckpt.root)

@@ -420,10 +420,12 @@ def build_qwen2vl_tokenizer():
     return tok
 
 
-def write_base_dir(up: Upstream, dst: Path, case: Case, tok) -> None:
+def write_base_dir(up: Upstream, dst: Path, case: Case, tok, vision: dict | None = None) -> None:
     """The Qwen2-VL base dir (`MNOP` of the train scripts / `qwen2_vl_path` of the LeRobot port): config.json
     in the shape of upstream docs/config.json (read from the upstream tree, tiny sizes), tokenizer files,
-    preprocessor_config.json, chat_template.json, generation_config.json. No weights."""
+    preprocessor_config.json, chat_template.json, generation_config.json. No weights. `vision` replaces the
+    tiny VISION sizes (depth, embed_dim, num_heads, mlp_ratio; bench/dexvla_compare.py passes the real ones)."""
+    vision = VISION if vision is None else vision
     from transformers import GenerationConfig, Qwen2TokenizerFast
 
     dst.mkdir(parents=True)
@@ -432,8 +434,8 @@ def write_base_dir(up: Upstream, dst: Path, case: Case, tok) -> None:
     assert sum(t.mrope_section) * 2 == t.hidden // t.heads
     cfg.update(hidden_size=t.hidden, intermediate_size=t.intermediate, num_attention_heads=t.heads,
                num_hidden_layers=t.layers, max_window_layers=t.layers, num_key_value_heads=t.kv_heads)
-    cfg["vision_config"].update(depth=VISION["depth"], embed_dim=VISION["embed_dim"],
-                                num_heads=VISION["num_heads"], mlp_ratio=VISION["mlp_ratio"], hidden_size=t.hidden)
+    cfg["vision_config"].update(depth=vision["depth"], embed_dim=vision["embed_dim"],
+                                num_heads=vision["num_heads"], mlp_ratio=vision["mlp_ratio"], hidden_size=t.hidden)
     cfg["rope_scaling"]["mrope_section"] = list(t.mrope_section)
     assert cfg["vocab_size"] == VOCAB_SIZE and cfg["eos_token_id"] == IM_END and cfg["image_token_id"] == IMAGE_PAD
     assert cfg["vision_start_token_id"] == VISION_START and cfg["bos_token_id"] == ENDOFTEXT
