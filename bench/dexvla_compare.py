@@ -73,7 +73,11 @@ def fixtures_module():
     return mod
 
 
-def full_case(fx, max_new_tokens: int):
+def full_case(fx, max_new_tokens: int, size: str = "full"):
+    if size == "tiny":  # pipeline check: the reasoning_stop fixture's tiny sizes, generating to the limit
+        return fx.Case(name="tiny", description="pipeline check (bench/dexvla_compare.py --size tiny)",
+                       layout="up", mode="dexvla", seed=SEED, task=TASK, state_dim=14, action_dim=14,
+                       chunk_size=50, head="H", stop="limit", max_new_tokens=max_new_tokens)
     return fx.Case(
         name="full_size",
         description="DexVLA at the shipped sizes (bench/dexvla_compare.py)",
@@ -83,10 +87,11 @@ def full_case(fx, max_new_tokens: int):
     )
 
 
-def upstream_handles(fx):
+def upstream_handles(fx, size: str):
     """fx.Upstream() with the real ScaleDP sizes back (the fixtures swap in tiny ones)."""
     up = fx.Upstream()
-    up.cfg_scaledp.MODEL_STRUCTURE.update(copy.deepcopy(up.model_structure_orig))
+    if size == "full":
+        up.cfg_scaledp.MODEL_STRUCTURE.update(copy.deepcopy(up.model_structure_orig))
     return up
 
 
@@ -107,7 +112,7 @@ def n_params(module) -> int:
 
 
 # ---- 1. checkpoint + observation ------------------------------------------------------------------
-def make(work: Path, max_new_tokens: int) -> dict:
+def make(work: Path, max_new_tokens: int, size: str) -> dict:
     """The fixtures' builders at the real sizes. The model is constructed with bf16 parameters (its
     values are drawn in f32 by the fixtures' reinit and rounded to bf16, as the fixtures do), so that
     the bf16 copy save_up_layout makes fits in memory next to it."""
@@ -115,8 +120,8 @@ def make(work: Path, max_new_tokens: int) -> dict:
     from PIL import Image
 
     fx = fixtures_module()
-    up = upstream_handles(fx)
-    case = full_case(fx, max_new_tokens)
+    up = upstream_handles(fx, size)
+    case = full_case(fx, max_new_tokens, size)
     tmp = work / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -124,7 +129,8 @@ def make(work: Path, max_new_tokens: int) -> dict:
     log("tokenizer (real Qwen2 vocabulary)")
     tok = fx.build_qwen2vl_tokenizer()
     base = tmp / "qwen2_vl"
-    fx.write_base_dir(up, base, case, tok, vision=VISION_2B)
+    vision = VISION_2B if size == "full" else fx.VISION
+    fx.write_base_dir(up, base, case, tok, vision=vision)
     reinit = fx.reinit_parameters
 
     def reinit_f32(model, gen):
@@ -172,12 +178,13 @@ def make(work: Path, max_new_tokens: int) -> dict:
     }, indent=2) + "\n")
     np.save(obs / "noise.npy", noise.numpy().astype(np.float32))
     info = {
-        "max_new_tokens": max_new_tokens, "seed": case.seed, "params": params,
+        "size": size, "max_new_tokens": max_new_tokens, "seed": case.seed, "params": params,
         "checkpoint": str(ckpt.relative_to(tmp)),
         "checkpoint_bytes": sum(f.stat().st_size for f in ckpt.glob("*.safetensors")),
-        "text": {"hidden": 1536, "layers": 28, "heads": 12, "kv_heads": 2, "intermediate": 8960,
-                 "mrope_section": [16, 24, 24], "rope_theta": 1e6, "vocab_size": fx.VOCAB_SIZE},
-        "vision": {**VISION_2B, "patch_size": 14, "spatial_merge_size": 2},
+        "text": {"hidden": case.text.hidden, "layers": case.text.layers, "heads": case.text.heads,
+                 "kv_heads": case.text.kv_heads, "intermediate": case.text.intermediate,
+                 "mrope_section": list(case.text.mrope_section), "rope_theta": 1e6, "vocab_size": fx.VOCAB_SIZE},
+        "vision": {**vision, "patch_size": 14, "spatial_merge_size": 2},
         "im_end_row": "zeroed (tied embedding / lm_head row): logit exactly 0",
         "make_s": time.perf_counter() - t0,
     }
@@ -255,15 +262,16 @@ def cpu_bf16_load_model_for_eval(model_path, model_base, load_8bit=False, load_4
     return tokenizer, model, processor, getattr(model.config, "max_sequence_length", 2048)
 
 
-def upstream(work: Path, mode: str, threads: int, warmup: int, iters: int, max_new_tokens: int, out: Path) -> None:
+def upstream(work: Path, mode: str, threads: int, warmup: int, iters: int, max_new_tokens: int, out: Path,
+             size: str) -> None:
     """One upstream configuration in this process: the fixtures' run_upstream (first chunk, captures),
     then eval_bc again on the loaded policy for warmup + iters chunks."""
     import torch
 
     fx = fixtures_module()
     torch.set_num_threads(threads)
-    up = upstream_handles(fx)
-    case = full_case(fx, max_new_tokens)
+    up = upstream_handles(fx, size)
+    case = full_case(fx, max_new_tokens, size)
     made = json.loads((work / "made.json").read_text())
     ckpt = work / made["checkpoint"]
     obs_dir = work / "obs"
@@ -461,7 +469,7 @@ def upstream_summary(run: dict, warmup: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vjx", default=str(ROOT / "target/release/vjx"), help="vjx binary")
-    ap.add_argument("--work", default=str(ROOT / "bench/work/dexvla"), help="checkpoint, exports, results")
+    ap.add_argument("--work", help="checkpoint, exports, results (default bench/work/dexvla, or dexvla_tiny)")
     ap.add_argument("--report", help="also write the report here (e.g. bench/results/dexvla-full-<date>.json)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=2, help="timed chunks after the first and the warm-up")
@@ -471,18 +479,20 @@ def main() -> None:
     ap.add_argument("--upstream-modes", default="fp32,bf16", help="upstream configurations to time")
     ap.add_argument("--keep-exports", action="store_true", help="keep the exports (fp32 is ~13 GB)")
     ap.add_argument("--rebuild", action="store_true", help="make the checkpoint again even if present")
+    ap.add_argument("--size", choices=["full", "tiny"], default="full",
+                    help="tiny: the fixtures' tiny sizes, a pipeline check whose numbers mean nothing")
     ap.add_argument("--part", choices=["make", "upstream"], help=argparse.SUPPRESS)
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    work = Path(args.work).resolve()
+    work = Path(args.work or ROOT / ("bench/work/dexvla" if args.size == "full" else "bench/work/dexvla_tiny")).resolve()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     if args.part == "make":
-        make(work, args.max_new_tokens)
+        make(work, args.max_new_tokens, args.size)
         return
     if args.part == "upstream":
-        upstream(work, args.mode, args.threads, args.warmup, args.iters, args.max_new_tokens, Path(args.out))
+        upstream(work, args.mode, args.threads, args.warmup, args.iters, args.max_new_tokens, Path(args.out), args.size)
         return
 
     started = time.perf_counter()
@@ -505,10 +515,10 @@ def main() -> None:
 
     made_path = work / "made.json"
     made = json.loads(made_path.read_text()) if made_path.is_file() else None
-    if args.rebuild or made is None or made.get("max_new_tokens") != args.max_new_tokens:
+    if args.rebuild or made is None or made.get("max_new_tokens") != args.max_new_tokens or made.get("size") != args.size:
         log(f"making the full-size checkpoint into {work} (~7 GB on disk, ~14 GB RAM at peak)")
         work.mkdir(parents=True, exist_ok=True)
-        proc = run_measured([sys.executable, __file__, "--part", "make", "--work", str(work),
+        proc = run_measured([sys.executable, __file__, "--part", "make", "--work", str(work), "--size", args.size,
                              "--max-new-tokens", str(args.max_new_tokens)], work / "make.log")
         if proc["rc"] != 0:
             sys.exit("dexvla_compare: making the checkpoint failed")
@@ -524,6 +534,7 @@ def main() -> None:
         log(f"upstream {mode}")
         out = res / f"upstream-{mode}.json"
         proc = run_measured([sys.executable, __file__, "--part", "upstream", "--work", str(work), "--mode", mode,
+                             "--size", args.size,
                              "--threads", str(args.threads), "--warmup", str(args.warmup), "--iters", str(args.iters),
                              "--max-new-tokens", str(args.max_new_tokens), "--out", str(out)], res / f"upstream-{mode}.log")
         upstream_proc[mode] = proc

@@ -180,3 +180,59 @@ fn a_statistic_of_the_wrong_width_names_the_file_and_key() {
         "{err}"
     );
 }
+
+/// The fixture observation as `vjx` arguments (cameras, state, task).
+fn fixture_observation() -> Vec<String> {
+    let obs = case_dir("reasoning_stop/obs_0");
+    let inputs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(obs.join("inputs.json")).unwrap()).unwrap();
+    let state: Vec<String> = inputs["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap().to_string())
+        .collect();
+    let mut args = camera_args(&obs, &CAMERAS);
+    args.extend([
+        format!("--state={}", state.join(",")),
+        "--task".into(),
+        inputs["task"].as_str().unwrap().to_string(),
+    ]);
+    args
+}
+
+#[test]
+fn bench_reports_prefill_each_decoded_token_and_ten_diffusion_steps() {
+    let out = vjx()
+        .arg("bench")
+        .arg(export())
+        .args(fixture_observation())
+        .args(["--iters", "1", "--warmup", "0", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stages = &report["stages_ms"];
+    assert!(stages["prefill"]["p50"].as_f64().unwrap() > 0.0, "{report}");
+    // Eight tokens generated, the last (<|im_end|>) never fed back: seven decode steps.
+    assert_eq!(stages["decode_token"]["runs_per_chunk"], 7.0, "{report}");
+    assert_eq!(stages["diffusion_step"]["runs_per_chunk"], 10.0, "{report}");
+    assert_eq!(report["policy_type"], "dexvla");
+}
+
+#[test]
+fn every_graph_is_taken_by_tensorrt_with_a_shape_profile() {
+    let out = vjx()
+        .arg("check")
+        .arg(export())
+        .args(["--json", "--strict"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["unsupported"], 0, "{report}");
+    assert_eq!(
+        report["summary"]["dynamic_inputs_without_profile"], 0,
+        "{report}"
+    );
+}

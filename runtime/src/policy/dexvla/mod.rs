@@ -74,7 +74,8 @@ const PROMPT_TOKEN_SLACK: usize = 192;
 
 /// TensorRT shape ranges: the vision graph at the cameras' exact patch counts; the text graph
 /// from one decode row up to the prompt plus [`PROMPT_TOKEN_SLACK`], with caches up to that
-/// plus the generation limit.
+/// plus the generation limit; the condition graph over the same prompt lengths and up to the
+/// generation limit of reasoning rows.
 fn shape_profiles(
     spec: &DexVlaSpec,
     files: &ExportFiles,
@@ -172,18 +173,29 @@ fn shape_profiles(
             ));
         }
     }
+    let mut condition = vec![range(
+        condition_io::PROMPT_HIDDEN,
+        vec![1, hidden],
+        vec![prompt_len, hidden],
+        vec![longest, hidden],
+    )];
+    if spec.fusion == Fusion::Film {
+        condition.push(range(
+            condition_io::REASONING_HIDDEN,
+            vec![1, hidden],
+            vec![generated.clamp(1, 16), hidden],
+            vec![generated.max(1), hidden],
+        ));
+    }
+    let profile = |inputs| ShapeProfile { inputs };
     Ok(BTreeMap::from([
-        (
-            roles::VISION.to_string(),
-            ShapeProfile {
-                inputs: vision_ranges,
-            },
-        ),
-        (roles::TEXT.to_string(), ShapeProfile { inputs: text }),
+        (roles::VISION.to_string(), profile(vision_ranges)),
+        (roles::TEXT.to_string(), profile(text)),
+        (roles::CONDITION.to_string(), profile(condition)),
     ]))
 }
 
-/// The profiles [`DexVlaPolicy::load`] gives the vision and text graphs, by role.
+/// The profiles [`DexVlaPolicy::load`] gives the vision, text and condition graphs, by role.
 pub(crate) fn shape_profiles_by_role(
     dir: &Path,
     spec: &DexVlaSpec,
@@ -203,7 +215,8 @@ impl DexVlaPolicy {
         let graph = |role: &str| manifest.graph_path(dir, role);
         let vision = backend.load_profiled(&graph(roles::VISION)?, &profiles[roles::VISION])?;
         let text = backend.load_profiled(&graph(roles::TEXT)?, &profiles[roles::TEXT])?;
-        let condition = backend.load(&graph(roles::CONDITION)?)?;
+        let condition =
+            backend.load_profiled(&graph(roles::CONDITION)?, &profiles[roles::CONDITION])?;
         let step = backend.load(&graph(roles::DIFFUSION_STEP)?)?;
         let max_prompt_tokens = profiles[roles::TEXT]
             .inputs
