@@ -3,33 +3,17 @@
 
 mod common;
 
+use common::dexvla::*;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn case_dir(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/dexvla").join(name)
-}
-
 /// The `reasoning_stop` case exported once per test binary.
 fn export() -> PathBuf {
-    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let out = scratch().join("dexvla-export");
-        let result = vjx()
-            .args(["export", "--json", "--checkpoint"])
-            .arg(case_dir("reasoning_stop").join("train_output/checkpoint-100"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            result.status.success(),
-            "export failed: {}",
-            stderr(&result)
-        );
-        out
-    })
-    .clone()
+    exported_dexvla(&dexvla_case("reasoning_stop"))
+}
+
+fn case_dir(name: &str) -> PathBuf {
+    dexvla_root().join(name)
 }
 
 fn camera_args(obs: &Path, keys: &[&str]) -> Vec<String> {
@@ -183,22 +167,7 @@ fn a_statistic_of_the_wrong_width_names_the_file_and_key() {
 
 /// The fixture observation as `vjx` arguments (cameras, state, task).
 fn fixture_observation() -> Vec<String> {
-    let obs = case_dir("reasoning_stop/obs_0");
-    let inputs: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(obs.join("inputs.json")).unwrap()).unwrap();
-    let state: Vec<String> = inputs["state"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap().to_string())
-        .collect();
-    let mut args = camera_args(&obs, &CAMERAS);
-    args.extend([
-        format!("--state={}", state.join(",")),
-        "--task".into(),
-        inputs["task"].as_str().unwrap().to_string(),
-    ]);
-    args
+    observation_args(&case_dir("reasoning_stop/obs_0"))
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! cache), the condition (fusion + ScaleDP's combine) and one ScaleDP step.
 
 use crate::checkpoint::{self, ResolvedRepo};
-use crate::export::{checksum_other_files, read_json, write_graph, ExportOptions, ExportedGraph};
+use crate::export::{read_json, write_graph, write_manifest, ExportOptions, ExportedGraph};
 use crate::progress::Progress;
 use crate::safetensors_weights::ShardedWeights;
 use anyhow::{bail, Context, Result};
@@ -25,7 +25,7 @@ use vjx_format::chat_template::load_chat_template;
 use vjx_format::dexvla::{roles, DdimSpec, DexVlaSpec, EvalCrop, Fusion, GenerationSpec};
 use vjx_format::normalization::{FeatureNorm, NormMode, Normalization, PostStep};
 use vjx_format::qwen_image::QwenImageProcessorConfig;
-use vjx_format::{manifest, CameraSpec, Manifest, PolicySpec, Source};
+use vjx_format::{CameraSpec, PolicySpec};
 use vjx_graphs::dexvla::{condition, scaledp, ScaleDpConfig};
 use vjx_graphs::qwen2_vl::text::{build_generation_graph, TextWeightNames};
 use vjx_graphs::qwen2_vl::Qwen2VlConfig;
@@ -185,23 +185,15 @@ pub fn export_dexvla(
         action_dim: layout.head.action_dim(),
         state_dim: layout.head.state_dim,
     };
-    checksum_other_files(out, &mut files)?;
-    let manifest = Manifest {
-        format_version: manifest::FORMAT_VERSION,
-        vjx_version: env!("CARGO_PKG_VERSION").to_string(),
-        precision,
-        source: Source {
-            checkpoint: opts.checkpoint.clone(),
-            backbone: layout.backbone_spec.clone(),
-            revision: opts.revision.clone(),
-        },
-        policy: PolicySpec::Dexvla(Box::new(spec)),
+    write_manifest(
+        out,
+        opts,
+        layout.backbone_spec.clone(),
+        PolicySpec::Dexvla(Box::new(spec)),
         graphs,
-        normalization,
-        postprocess: vec![PostStep::Unnormalize],
+        (normalization, vec![PostStep::Unnormalize]),
         files,
-    };
-    manifest.write(out)?;
+    )?;
     Ok((layout.backbone.root.clone(), report))
 }
 

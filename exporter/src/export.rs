@@ -8,7 +8,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use vjx_format::{GraphEntry, PolicySpec};
+use vjx_format::normalization::{Normalization, PostStep};
+use vjx_format::{GraphEntry, Manifest, PolicySpec, Source};
 use vjx_graphs::{Model, Precision, WeightSource};
 
 #[derive(Debug, Clone)]
@@ -227,8 +228,41 @@ pub(crate) fn write_graph(
     })
 }
 
+/// What every policy's export writes into `out/manifest.json`, once its files are in place:
+/// the checksums of every file, the export options, and the policy's own parts.
+pub(crate) fn write_manifest(
+    out: &Path,
+    opts: &ExportOptions,
+    backbone: String,
+    policy: PolicySpec,
+    graphs: BTreeMap<String, GraphEntry>,
+    processing: (Normalization, Vec<PostStep>),
+    mut files: BTreeMap<String, String>,
+) -> Result<()> {
+    checksum_other_files(out, &mut files)?;
+    let (normalization, postprocess) = processing;
+    let manifest = Manifest {
+        format_version: vjx_format::FORMAT_VERSION,
+        vjx_version: env!("CARGO_PKG_VERSION").to_string(),
+        precision: opts.precision,
+        source: Source {
+            checkpoint: opts.checkpoint.clone(),
+            backbone,
+            revision: opts.revision.clone(),
+        },
+        policy,
+        graphs,
+        normalization,
+        postprocess,
+        files,
+    };
+    manifest
+        .write(out)
+        .with_context(|| format!("writing the manifest in {}", out.display()))
+}
+
 /// Adds the checksum of every file in `out` the graphs did not already record.
-pub(crate) fn checksum_other_files(out: &Path, files: &mut BTreeMap<String, String>) -> Result<()> {
+fn checksum_other_files(out: &Path, files: &mut BTreeMap<String, String>) -> Result<()> {
     for entry in std::fs::read_dir(out)? {
         let path = entry?.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();

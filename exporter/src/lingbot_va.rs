@@ -7,7 +7,7 @@
 //! (overridden by `--backbone`).
 
 use crate::checkpoint::{self, ResolvedRepo};
-use crate::export::{checksum_other_files, write_graph, ExportOptions, ExportedGraph};
+use crate::export::{write_graph, write_manifest, ExportOptions, ExportedGraph};
 use crate::lerobot_processors;
 use crate::progress::Progress;
 use crate::safetensors_weights::ShardedWeights;
@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use vjx_format::lingbot_va::{roles, LingbotVaSpec};
-use vjx_format::{manifest, CameraSpec, Manifest, PolicySpec, Source};
+use vjx_format::{CameraSpec, PolicySpec};
 use vjx_graphs::lingbot_va::config::LingbotVaConfig;
 use vjx_graphs::lingbot_va::transformer;
 use vjx_graphs::umt5::{build_umt5_encoder_graph, Umt5Config};
@@ -233,28 +233,21 @@ pub fn export_lingbot_va(
     if cameras.is_empty() {
         bail!("{}: obs_cam_keys is empty", config_path.display());
     }
-    checksum_other_files(out, &mut files)?;
-    let manifest = Manifest {
-        format_version: manifest::FORMAT_VERSION,
-        vjx_version: env!("CARGO_PKG_VERSION").to_string(),
-        precision: opts.precision,
-        source: Source {
-            checkpoint: opts.checkpoint.clone(),
-            backbone: backbone_spec,
-            revision: opts.revision.clone(),
-        },
-        graphs,
-        policy: PolicySpec::LingbotVa(LingbotVaSpec {
-            cameras,
-            policy_config_file: POLICY_CONFIG_FILE.to_string(),
-            vae_config_file: VAE_CONFIG_FILE.to_string(),
-            tokenizer_file: TOKENIZER_FILE.to_string(),
-            negative_prompt: String::new(),
-        }),
-        normalization: processors.normalization,
-        postprocess: processors.post_steps,
-        files,
+    let spec = LingbotVaSpec {
+        cameras,
+        policy_config_file: POLICY_CONFIG_FILE.to_string(),
+        vae_config_file: VAE_CONFIG_FILE.to_string(),
+        tokenizer_file: TOKENIZER_FILE.to_string(),
+        negative_prompt: String::new(),
     };
-    manifest.write(out)?;
+    write_manifest(
+        out,
+        opts,
+        backbone_spec,
+        PolicySpec::LingbotVa(spec),
+        graphs,
+        (processors.normalization, processors.post_steps),
+        files,
+    )?;
     Ok((backbone.root.clone(), report))
 }

@@ -2,7 +2,7 @@
 //! augmented tokenizer, the chat template and the manifest.
 
 use crate::checkpoint::{self, ResolvedRepo};
-use crate::export::{checksum_other_files, read_json, write_graph, ExportOptions, ExportedGraph};
+use crate::export::{read_json, write_graph, write_manifest, ExportOptions, ExportedGraph};
 use crate::lerobot_processors;
 use crate::policy_tokenizer;
 use crate::progress::Progress;
@@ -14,7 +14,7 @@ use vjx_format::chat_template::load_chat_template;
 use vjx_format::prompt::{PolicyTokenSpec, PromptSpec, DEFAULT_INSTRUCTION};
 use vjx_format::qwen_image::QwenImageProcessorConfig;
 use vjx_format::vla_jepa::{roles, VlaJepaSpec};
-use vjx_format::{manifest, CameraSpec, Manifest, PolicySpec, Source};
+use vjx_format::{CameraSpec, PolicySpec};
 use vjx_graphs::qwen3_vl::{text, vision, Qwen3VlConfig};
 use vjx_graphs::vla_jepa::{config::VlaJepaConfig, dit};
 use vjx_graphs::WeightSource;
@@ -196,22 +196,14 @@ pub fn export_vla_jepa(
         state_dim: config.state_dim(),
         timesteps: dit::euler_timesteps(&config),
     };
-    checksum_other_files(out, &mut files)?;
-    let manifest = Manifest {
-        format_version: manifest::FORMAT_VERSION,
-        vjx_version: env!("CARGO_PKG_VERSION").to_string(),
-        precision,
-        source: Source {
-            checkpoint: opts.checkpoint.clone(),
-            backbone: backbone_spec,
-            revision: opts.revision.clone(),
-        },
-        policy: PolicySpec::VlaJepa(Box::new(spec)),
+    write_manifest(
+        out,
+        opts,
+        backbone_spec,
+        PolicySpec::VlaJepa(Box::new(spec)),
         graphs,
-        normalization: processors.normalization,
-        postprocess: processors.post_steps,
+        (processors.normalization, processors.post_steps),
         files,
-    };
-    manifest.write(out)?;
+    )?;
     Ok((backbone.root.clone(), report))
 }

@@ -69,15 +69,21 @@ pub fn project(
             };
             let weight =
                 g.checkpoint_weight(w, weight_name, source_shape, Layout::Transposed, encoding)?;
-            // The pattern ONNX Runtime fuses into DynamicQuantizeMatMul (u8 × s8 GEMM).
-            let quantized = g.op_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
-            let (xq, x_scale, x_zero) = (&quantized[0], &quantized[1], &quantized[2]);
-            let acc = g.op("MatMulInteger", &[xq, &weight, x_zero], vec![]);
-            let acc = g.cast(&acc, DType::F32);
-            let scale = g.mul(x_scale, &Value(scale_name));
-            Ok(g.mul(&acc, &scale))
+            Ok(int8_matmul(g, x, &weight, &scale_name))
         }
     }
+}
+
+/// `x @ weight` for an int8 `weight` (`[in, out]`) with one scale per output column in the
+/// initializer `scale_name`: the pattern ONNX Runtime fuses into DynamicQuantizeMatMul (u8 × s8
+/// GEMM).
+fn int8_matmul(g: &mut GraphBuilder, x: &Value, weight: &Value, scale_name: &str) -> Value {
+    let quantized = g.op_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
+    let (xq, x_scale, x_zero) = (&quantized[0], &quantized[1], &quantized[2]);
+    let acc = g.op("MatMulInteger", &[xq, weight, x_zero], vec![]);
+    let acc = g.cast(&acc, DType::F32);
+    let scale = g.mul(x_scale, &Value(scale_name.to_string()));
+    g.mul(&acc, &scale)
 }
 
 /// The initializer holding the per-channel scales of an int8 checkpoint tensor.
@@ -149,12 +155,7 @@ pub fn tied_projection(
             };
             let table = g.checkpoint_weight(w, name, &shape, Layout::AsIs, encoding)?;
             let columns = g.transpose(&table, &[1, 0]);
-            let quantized = g.op_multi("DynamicQuantizeLinear", &[x], 3, vec![]);
-            let (xq, x_scale, x_zero) = (&quantized[0], &quantized[1], &quantized[2]);
-            let acc = g.op("MatMulInteger", &[xq, &columns, x_zero], vec![]);
-            let acc = g.cast(&acc, DType::F32);
-            let scale = g.mul(x_scale, &Value(scale_name));
-            Ok(g.mul(&acc, &scale))
+            Ok(int8_matmul(g, x, &columns, &scale_name))
         }
     }
 }

@@ -2,6 +2,8 @@
 //! `vjx` binary, and the relative L2 error.
 #![allow(dead_code)]
 
+pub mod dexvla;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};

@@ -49,6 +49,42 @@ pub struct DecoderDims {
     pub rms_norm_eps: f32,
 }
 
+/// The text-config fields every Qwen decoder stack here needs, checked: the SiLU feed-forward,
+/// at least one layer, and query heads that group evenly over the key/value heads. Errors name
+/// the config key and `source_desc`.
+pub fn check_text_config(
+    hidden_act: &str,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    source_desc: &str,
+) -> Result<(), WeightError> {
+    let invalid = |name: &str, reason: String| WeightError::Invalid {
+        name: name.to_string(),
+        reason,
+        source_desc: source_desc.to_string(),
+    };
+    if hidden_act != "silu" {
+        return Err(invalid(
+            "hidden_act",
+            format!("`{hidden_act}` is not supported (only `silu`)"),
+        ));
+    }
+    if layers == 0 {
+        return Err(invalid(
+            "num_hidden_layers",
+            "0 layers: nothing to read".into(),
+        ));
+    }
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(invalid(
+            "num_key_value_heads",
+            format!("{heads} query heads cannot be grouped over {kv_heads} key/value heads"),
+        ));
+    }
+    Ok(())
+}
+
 /// Rotate-half cos/sin tables `[seq, head_dim]`, one row per sequence row.
 pub struct RotaryTables {
     pub cos: Value,

@@ -13,7 +13,9 @@
 //! layer (`[kv_heads, past, head_dim]`, `past` = 0 for the prefill).
 
 use super::config::Qwen2VlConfig;
-use crate::blocks::decoder::{DecoderLayer, DecoderStyle, KeyValues, RotaryTables};
+use crate::blocks::decoder::{
+    check_text_config, DecoderLayer, DecoderStyle, KeyValues, RotaryTables,
+};
 use crate::blocks::Prefixed;
 use crate::builder::{DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
@@ -141,34 +143,22 @@ pub fn build_generation_graph(
 }
 
 fn check_supported(cfg: &Qwen2VlConfig, weights: &dyn WeightSource) -> Result<(), WeightError> {
+    check_text_config(
+        &cfg.hidden_act,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        &weights.describe(),
+    )?;
     let invalid = |name: &str, reason: String| WeightError::Invalid {
         name: name.to_string(),
         reason,
         source_desc: weights.describe(),
     };
-    if cfg.hidden_act != "silu" {
-        return Err(invalid(
-            "hidden_act",
-            format!("`{}` is not supported (only `silu`)", cfg.hidden_act),
-        ));
-    }
     if !cfg.tie_word_embeddings {
         return Err(invalid(
             "tie_word_embeddings",
             "false: only a tied LM head (the token embedding) is supported".into(),
-        ));
-    }
-    if cfg.num_key_value_heads == 0
-        || !cfg
-            .num_attention_heads
-            .is_multiple_of(cfg.num_key_value_heads)
-    {
-        return Err(invalid(
-            "num_key_value_heads",
-            format!(
-                "{} query heads cannot be grouped over {} key/value heads",
-                cfg.num_attention_heads, cfg.num_key_value_heads
-            ),
         ));
     }
     let sections: usize = cfg.mrope_section().iter().sum();

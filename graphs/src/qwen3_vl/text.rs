@@ -16,7 +16,9 @@
 
 use super::config::TextConfig;
 use crate::blocks::attention::GroupedHeads;
-use crate::blocks::decoder::{DecoderDims, DecoderLayer, DecoderStyle, RotaryTables};
+use crate::blocks::decoder::{
+    check_text_config, DecoderDims, DecoderLayer, DecoderStyle, RotaryTables,
+};
 use crate::blocks::Prefixed;
 use crate::builder::{DType, Dim, GraphBuilder, Model, Precision, Value};
 use crate::nn;
@@ -164,37 +166,13 @@ pub fn build_text_graph_styled(
 }
 
 fn check_supported(cfg: &TextConfig) -> Result<(), WeightError> {
-    let invalid = |name: &str, reason: String| WeightError::Invalid {
-        name: name.to_string(),
-        reason,
-        source_desc: "the text config".to_string(),
-    };
-    if cfg.hidden_act != "silu" {
-        return Err(invalid(
-            "hidden_act",
-            format!("`{}` is not supported (only `silu`)", cfg.hidden_act),
-        ));
-    }
-    if cfg.num_hidden_layers == 0 {
-        return Err(invalid(
-            "num_hidden_layers",
-            "0 layers: nothing to read".into(),
-        ));
-    }
-    if cfg.num_key_value_heads == 0
-        || !cfg
-            .num_attention_heads
-            .is_multiple_of(cfg.num_key_value_heads)
-    {
-        return Err(invalid(
-            "num_key_value_heads",
-            format!(
-                "{} query heads cannot be grouped over {} key/value heads",
-                cfg.num_attention_heads, cfg.num_key_value_heads
-            ),
-        ));
-    }
-    Ok(())
+    check_text_config(
+        &cfg.hidden_act,
+        cfg.num_hidden_layers,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        "the text config",
+    )
 }
 
 /// Scatters per-image-token rows onto the sequence: a gather over `[zeros; rows]` with

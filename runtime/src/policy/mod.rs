@@ -87,6 +87,25 @@ impl Prediction {
     }
 }
 
+/// The sampler's result and the same after the manifest's post-processing steps:
+/// `(actions_normalized, actions)`.
+pub(crate) fn post_process(
+    manifest: &Manifest,
+    sample: Vec<f32>,
+    action_dim: usize,
+    raw_state: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut actions = sample.clone();
+    crate::normalization::apply_post_steps(
+        &manifest.postprocess,
+        &manifest.normalization.action,
+        &mut actions,
+        action_dim,
+        raw_state,
+    );
+    (sample, actions)
+}
+
 /// What one `select_action` call returns.
 #[derive(Debug, Clone)]
 pub struct Step {

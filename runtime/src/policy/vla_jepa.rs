@@ -3,10 +3,9 @@
 
 pub mod episode;
 
-use super::{Observation, PolicyError, Prediction, StageTimings};
+use super::{post_process, Observation, PolicyError, Prediction, StageTimings};
 use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, Tensor, TensorValue};
 use crate::manifest::Manifest;
-use crate::normalization::apply_post_steps;
 use crate::preprocess::image::{self as img, ImageF32};
 use crate::preprocess::{prompt, qwen_image, tokenize};
 use crate::sampler::{EulerFlowMatching, Sampler};
@@ -520,15 +519,8 @@ impl VlaJepaPolicy {
         }
 
         let t = Instant::now();
-        let actions_normalized = x.clone();
-        let mut actions = x;
-        apply_post_steps(
-            &self.manifest.postprocess,
-            &self.manifest.normalization.action,
-            &mut actions,
-            adim,
-            obs.state.as_deref(),
-        );
+        let (actions_normalized, actions) =
+            post_process(&self.manifest, x, adim, obs.state.as_deref());
         timings.push(("postprocess".into(), ms(t)));
 
         if keep {

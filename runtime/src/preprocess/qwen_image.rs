@@ -65,33 +65,12 @@ pub fn process_images(
     images: &[ArrayView3<f32>],
     config: &QwenImageProcessorConfig,
 ) -> Result<QwenVisionInputs, PreprocessError> {
-    let row_len = 3 * config.temporal_patch_size * config.patch_size * config.patch_size;
-    let mut rows: Vec<f32> = Vec::new();
-    let mut grids: Vec<i64> = Vec::new();
-    for (index, image) in images.iter().enumerate() {
+    patchify_each(images.len(), config, |index| {
+        let image = images[index];
         let (channels, height, width) = image.dim();
-        if channels != 3 {
-            return Err(PreprocessError::ImageShape {
-                what: format!("#{index} ({channels}x{height}x{width})"),
-                reason: "the Qwen image processor expects 3 channels".into(),
-            });
-        }
-        let mut prepared = resize_for_qwen(*image, config)?;
-        if config.do_normalize {
-            normalize(&mut prepared, config);
-        }
-        let grid = append_patches(&prepared, config, &mut rows).map_err(|reason| {
-            PreprocessError::ImageShape {
-                what: format!("#{index} ({channels}x{height}x{width})"),
-                reason,
-            }
-        })?;
-        grids.extend(grid);
-    }
-    let n_rows = rows.len() / row_len;
-    Ok(QwenVisionInputs {
-        pixel_values: Array2::from_shape_vec((n_rows, row_len), rows).expect("whole rows"),
-        image_grid_thw: Array2::from_shape_vec((images.len(), 3), grids).expect("three per image"),
+        let what = format!("#{index} ({channels}x{height}x{width})");
+        check_channels(channels, &what)?;
+        Ok((resize_for_qwen(image, config)?, what))
     })
 }
 
@@ -102,18 +81,11 @@ pub fn process_images_u8(
     images: &[ArrayView3<u8>],
     config: &QwenImageProcessorConfig,
 ) -> Result<QwenVisionInputs, PreprocessError> {
-    let row_len = 3 * config.temporal_patch_size * config.patch_size * config.patch_size;
-    let mut rows: Vec<f32> = Vec::new();
-    let mut grids: Vec<i64> = Vec::new();
-    for (index, image) in images.iter().enumerate() {
+    patchify_each(images.len(), config, |index| {
+        let image = images[index];
         let (height, width, channels) = image.dim();
-        let what = || format!("#{index} ({height}x{width}x{channels})");
-        if channels != 3 {
-            return Err(PreprocessError::ImageShape {
-                what: what(),
-                reason: "the Qwen image processor expects 3 channels".into(),
-            });
-        }
+        let what = format!("#{index} ({height}x{width}x{channels})");
+        check_channels(channels, &what)?;
         let size = if config.do_resize {
             smart_resize(
                 height,
@@ -128,27 +100,49 @@ pub fn process_images_u8(
         let resized = if size == [height, width] {
             image.to_owned()
         } else {
-            pil_resize(*image, size, pil_filter(config.filter))
+            pil_resize(image, size, pil_filter(config.filter))
         };
-        let mut prepared: ImageF32 = resized
+        let rescaled = resized
             .view()
             .permuted_axes([2, 0, 1])
             .mapv(|v| (f64::from(v) * (1.0 / 255.0)) as f32);
+        Ok((rescaled, what))
+    })
+}
+
+fn check_channels(channels: usize, what: &str) -> Result<(), PreprocessError> {
+    if channels == 3 {
+        return Ok(());
+    }
+    Err(PreprocessError::ImageShape {
+        what: what.to_string(),
+        reason: "the Qwen image processor expects 3 channels".into(),
+    })
+}
+
+/// Normalizes and patchifies `count` images, each resized and rescaled by `prepare` (which also
+/// describes the image for errors), into one [`QwenVisionInputs`].
+fn patchify_each(
+    count: usize,
+    config: &QwenImageProcessorConfig,
+    mut prepare: impl FnMut(usize) -> Result<(ImageF32, String), PreprocessError>,
+) -> Result<QwenVisionInputs, PreprocessError> {
+    let row_len = 3 * config.temporal_patch_size * config.patch_size * config.patch_size;
+    let mut rows: Vec<f32> = Vec::new();
+    let mut grids: Vec<i64> = Vec::new();
+    for index in 0..count {
+        let (mut prepared, what) = prepare(index)?;
         if config.do_normalize {
             normalize(&mut prepared, config);
         }
-        let grid = append_patches(&prepared, config, &mut rows).map_err(|reason| {
-            PreprocessError::ImageShape {
-                what: what(),
-                reason,
-            }
-        })?;
+        let grid = append_patches(&prepared, config, &mut rows)
+            .map_err(|reason| PreprocessError::ImageShape { what, reason })?;
         grids.extend(grid);
     }
     let n_rows = rows.len() / row_len;
     Ok(QwenVisionInputs {
         pixel_values: Array2::from_shape_vec((n_rows, row_len), rows).expect("whole rows"),
-        image_grid_thw: Array2::from_shape_vec((images.len(), 3), grids).expect("three per image"),
+        image_grid_thw: Array2::from_shape_vec((count, 3), grids).expect("three per image"),
     })
 }
 

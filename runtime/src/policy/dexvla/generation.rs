@@ -3,7 +3,7 @@
 //! cache stays a value of the backend between calls; only the hidden rows and the logits of
 //! the last row come back to the host.
 
-use crate::backend::{GraphSession, Tensor};
+use crate::backend::{GraphOutputs, GraphSession, Tensor};
 use crate::policy::{PolicyError, StopReason};
 use std::time::Instant;
 use vjx_graphs::qwen2_vl::text as text_io;
@@ -95,7 +95,7 @@ impl TextModel<'_> {
                 &axes,
                 &[vec![position], vec![position], vec![position]],
             );
-            let step_inputs = [
+            let rows = [
                 Tensor::i64(&[1], vec![last]),
                 Tensor::f32(&[0, cfg.hidden_size], Vec::new()),
                 Tensor::i64(&[1], vec![0]),
@@ -103,19 +103,7 @@ impl TextModel<'_> {
                 Tensor::f32(&[1, head_dim], sin),
                 Tensor::f32(&[1, fed + 1], vec![0.0; fed + 1]),
             ];
-            let mut inputs: Vec<(&str, &Tensor)> = [
-                text_io::INPUT_IDS,
-                text_io::IMAGE_EMBEDS,
-                text_io::IMAGE_ROW_INDEX,
-                text_io::ROPE_COS,
-                text_io::ROPE_SIN,
-                text_io::ATTENTION_BIAS,
-            ]
-            .into_iter()
-            .zip(step_inputs.iter())
-            .collect();
-            inputs.extend(cache.iter().map(|(name, value)| (name.as_str(), value)));
-            let mut out = self.session.run(&inputs)?;
+            let mut out = self.run(&rows, &cache)?;
             reasoning_hidden.extend(out.take_f32(text_io::HIDDEN)?.iter().copied());
             let logits = out.take_f32(text_io::LOGITS)?;
             token_ids.push(argmax(logits.as_slice().expect("standard layout")));
@@ -154,14 +142,13 @@ impl TextModel<'_> {
         &self,
         prompt: &Prompt,
         positions: &[Vec<i64>; 3],
-    ) -> Result<crate::backend::GraphOutputs, PolicyError> {
+    ) -> Result<GraphOutputs, PolicyError> {
         let cfg = self.config;
         let (seq, hidden, head_dim) = (prompt.input_ids.len(), cfg.hidden_size, cfg.head_dim());
         let (cos, sin) =
             rope::rotary_tables(cfg.rope_theta, head_dim, &cfg.mrope_axes(), positions);
         let image_rows = prompt.image_embeds.len() / hidden;
-        let empty_cache = Tensor::f32(&[cfg.num_key_value_heads, 0, head_dim], Vec::new());
-        let prompt_inputs = [
+        let rows = [
             Tensor::i64(&[seq], prompt.input_ids.to_vec()),
             Tensor::f32(&[image_rows, hidden], prompt.image_embeds.to_vec()),
             Tensor::i64(
@@ -172,19 +159,25 @@ impl TextModel<'_> {
             Tensor::f32(&[seq, head_dim], sin),
             Tensor::f32(&[seq, seq], rope::causal_bias(seq)),
         ];
-        let mut inputs: Vec<(&str, &Tensor)> = [
-            text_io::INPUT_IDS,
-            text_io::IMAGE_EMBEDS,
-            text_io::IMAGE_ROW_INDEX,
-            text_io::ROPE_COS,
-            text_io::ROPE_SIN,
-            text_io::ATTENTION_BIAS,
-        ]
-        .into_iter()
-        .zip(prompt_inputs.iter())
-        .collect();
-        let names = cache_input_names(cfg.num_hidden_layers);
-        inputs.extend(names.iter().map(|name| (name.as_str(), &empty_cache)));
+        let empty = Tensor::f32(&[cfg.num_key_value_heads, 0, head_dim], Vec::new());
+        let no_cache: Vec<(String, Tensor)> = (0..cfg.num_hidden_layers)
+            .flat_map(|i| [text_io::past_key_name(i), text_io::past_value_name(i)])
+            .map(|name| (name, empty.clone()))
+            .collect();
+        self.run(&rows, &no_cache)
+    }
+
+    /// One run of the text graph: the new rows' inputs in [`ROW_INPUTS`] order, and the cache.
+    fn run(
+        &self,
+        rows: &[Tensor; 6],
+        cache: &[(String, Tensor)],
+    ) -> Result<GraphOutputs, PolicyError> {
+        let inputs: Vec<(&str, &Tensor)> = ROW_INPUTS
+            .into_iter()
+            .zip(rows)
+            .chain(cache.iter().map(|(name, value)| (name.as_str(), value)))
+            .collect();
         Ok(self.session.run(&inputs)?)
     }
 }
@@ -195,18 +188,18 @@ pub fn sequential_positions(len: usize) -> [Vec<i64>; 3] {
     [row.clone(), row.clone(), row]
 }
 
-/// `past_key_i`, `past_value_i` for every layer.
-fn cache_input_names(layers: usize) -> Vec<String> {
-    (0..layers)
-        .flat_map(|i| [text_io::past_key_name(i), text_io::past_value_name(i)])
-        .collect()
-}
+/// The text graph's inputs for the new rows, in the order [`TextModel::run`] takes them.
+const ROW_INPUTS: [&str; 6] = [
+    text_io::INPUT_IDS,
+    text_io::IMAGE_EMBEDS,
+    text_io::IMAGE_ROW_INDEX,
+    text_io::ROPE_COS,
+    text_io::ROPE_SIN,
+    text_io::ATTENTION_BIAS,
+];
 
 /// The presents of a run, renamed as the next run's pasts; they stay backend values.
-fn take_cache(
-    out: &mut crate::backend::GraphOutputs,
-    layers: usize,
-) -> Result<Vec<(String, Tensor)>, PolicyError> {
+fn take_cache(out: &mut GraphOutputs, layers: usize) -> Result<Vec<(String, Tensor)>, PolicyError> {
     let mut cache = Vec::with_capacity(2 * layers);
     for i in 0..layers {
         cache.push((

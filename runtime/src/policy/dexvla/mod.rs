@@ -7,10 +7,9 @@ pub mod generation;
 pub mod images;
 mod policy;
 
-use super::{Observation, PolicyError, Prediction, Reasoning, StageTimings};
+use super::{post_process, Observation, PolicyError, Prediction, Reasoning, StageTimings};
 use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, Tensor, TensorValue};
 use crate::manifest::Manifest;
-use crate::normalization::apply_post_steps;
 use crate::preprocess::{prompt, tokenize};
 use crate::sampler::{Ddim, DdimConfig, Sampler};
 use generation::{Prompt, TextModel};
@@ -466,15 +465,8 @@ impl DexVlaPolicy {
         }
 
         let t = Instant::now();
-        let actions_normalized = x.clone();
-        let mut actions = x;
-        apply_post_steps(
-            &self.manifest.postprocess,
-            &self.manifest.normalization.action,
-            &mut actions,
-            adim,
-            obs.state.as_deref(),
-        );
+        let (actions_normalized, actions) =
+            post_process(&self.manifest, x, adim, obs.state.as_deref());
         timings.push(("postprocess".into(), ms(t)));
 
         if keep {
