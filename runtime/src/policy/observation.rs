@@ -41,6 +41,28 @@ impl Observation {
         Ok(())
     }
 
+    /// Fails unless the robot state is given with `dim` finite values.
+    pub fn check_state(&self, dim: usize) -> Result<&[f32], PolicyError> {
+        let state = self.state.as_deref().ok_or_else(|| {
+            PolicyError::Input(format!(
+                "this policy needs the robot state ({dim} values): pass --state"
+            ))
+        })?;
+        if state.len() != dim {
+            return Err(PolicyError::Input(format!(
+                "state has {} values, this policy needs {dim}",
+                state.len()
+            )));
+        }
+        if let Some(i) = state.iter().position(|v| !v.is_finite()) {
+            return Err(PolicyError::Input(format!(
+                "state value {} at index {i} is not finite",
+                state[i]
+            )));
+        }
+        Ok(state)
+    }
+
     /// The frames of the cameras `keys`, in that order, as RGB float CHW in [0, 1] (a grey frame
     /// is repeated to three channels).
     pub fn camera_frames(&self, keys: &[&str]) -> Result<Vec<ImageF32>, PolicyError> {

@@ -288,26 +288,9 @@ impl VlaJepaPolicy {
     }
 
     fn check_observation(&self, obs: &Observation) -> Result<(), PolicyError> {
-        let spec = &self.spec;
         obs.check_cameras(&self.camera_keys())?;
-        if let (Some(dim), Some(state)) = (spec.state_dim, obs.state.as_ref()) {
-            if state.len() != dim {
-                return Err(PolicyError::Input(format!(
-                    "state has {} values, this policy needs {dim}",
-                    state.len()
-                )));
-            }
-            if let Some(i) = state.iter().position(|v| !v.is_finite()) {
-                return Err(PolicyError::Input(format!(
-                    "state value {} at index {i} is not finite",
-                    state[i]
-                )));
-            }
-        }
-        if let (Some(dim), None) = (spec.state_dim, &obs.state) {
-            return Err(PolicyError::Input(format!(
-                "this policy needs the robot state ({dim} values): pass --state"
-            )));
+        if let Some(dim) = self.spec.state_dim {
+            obs.check_state(dim)?;
         }
         Ok(())
     }

@@ -244,24 +244,7 @@ impl DexVlaPolicy {
 
     fn check_observation(&self, obs: &Observation) -> Result<(), PolicyError> {
         obs.check_cameras(&self.camera_keys())?;
-        let dim = self.spec.state_dim;
-        let state = obs.state.as_ref().ok_or_else(|| {
-            PolicyError::Input(format!(
-                "this policy needs the robot state ({dim} values): pass --state"
-            ))
-        })?;
-        if state.len() != dim {
-            return Err(PolicyError::Input(format!(
-                "state has {} values, this policy needs {dim}",
-                state.len()
-            )));
-        }
-        if let Some(i) = state.iter().position(|v| !v.is_finite()) {
-            return Err(PolicyError::Input(format!(
-                "state value {} at index {i} is not finite",
-                state[i]
-            )));
-        }
+        obs.check_state(self.spec.state_dim)?;
         if obs.task.is_none() {
             return Err(PolicyError::Input(
                 "DexVLA needs the task instruction: pass --task".into(),
