@@ -82,3 +82,43 @@ fn export_offline_of_an_uncached_hub_id_says_where_it_looked() {
     assert!(err.contains(&cache.display().to_string()), "{err}");
     assert!(!out_dir.exists());
 }
+
+#[test]
+fn a_lerobot_dexvla_checkpoint_and_its_qwen2_vl_path_resolve_from_the_cache() {
+    let case = common::dexvla::dexvla_case("reasoning_limit");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hub");
+    cache_model(&cache, "someone/dexvla-tiny", &case.join("lerobot"));
+    cache_model(&cache, "Qwen/Qwen2-VL-2B-Instruct", &case.join("qwen2_vl"));
+    let config = cache.join(format!(
+        "models--someone--dexvla-tiny/snapshots/{COMMIT}/config.json"
+    ));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["qwen2_vl_path"] = "Qwen/Qwen2-VL-2B-Instruct".into();
+    std::fs::write(&config, json.to_string()).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = vjx()
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .args([
+            "export",
+            "--json",
+            "--checkpoint",
+            "someone/dexvla-tiny",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["policy_type"], "dexvla");
+    assert!(
+        report["backbone"]
+            .as_str()
+            .unwrap()
+            .contains("models--Qwen--Qwen2-VL-2B-Instruct"),
+        "{report}"
+    );
+}

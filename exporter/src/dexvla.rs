@@ -84,13 +84,25 @@ pub fn export_dexvla(
              and the greedy reasoning changes tokens; docs/dexvla.md); calibrated int8 is planned"
         );
     }
-    let config_path = ckpt.path("config.json");
-    let config: Value = read_json(&config_path)?;
+    let config: Value = read_json(&ckpt.path("config.json"))?;
+    let is_lerobot = config.get("type").and_then(Value::as_str) == Some("dexvla");
+    // A LeRobot port's checkpoint on the hub: fetch its weights too (the original trainer's
+    // directories are local).
+    let ckpt = &if is_lerobot && !ckpt.path("model.safetensors").is_file() {
+        checkpoint::resolve(
+            &opts.checkpoint,
+            opts.revision.as_deref(),
+            crate::export::LEROBOT_FILES,
+            opts.progress,
+        )?
+    } else {
+        ckpt.clone()
+    };
     let weights = ShardedWeights::open_dir(&ckpt.root)
         .with_context(|| format!("opening the weights in {}", ckpt.root.display()))?;
-    let layout = match config.get("type").and_then(Value::as_str) {
-        Some("dexvla") => lerobot_layout(ckpt, &config, &weights, opts, progress)?,
-        _ => original_layout(ckpt, &config, opts, progress)?,
+    let layout = match is_lerobot {
+        true => lerobot_layout(ckpt, &config, &weights, opts, progress)?,
+        false => original_layout(ckpt, &config, opts, progress)?,
     };
     progress.message(&format!("{} layout", layout.name));
     let normalization = match layout.name {
