@@ -114,6 +114,10 @@ struct ExportArgs {
     /// `max_new_tokens`, 256).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_new_tokens: Option<u64>,
+    /// DexVLA: actions executed from each chunk before the next is predicted (the original
+    /// evaluation replans every 16; default: the whole chunk, or the port's `n_action_steps`).
+    #[arg(long, value_name = "N")]
+    replan_every: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -221,6 +225,7 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
         progress: !a.json,
         precision: a.precision.parse().map_err(anyhow::Error::msg)?,
         max_new_tokens: a.max_new_tokens.map(|n| n as usize),
+        replan_every: a.replan_every,
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

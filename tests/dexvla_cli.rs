@@ -205,3 +205,32 @@ fn every_graph_is_taken_by_tensorrt_with_a_shape_profile() {
         "{report}"
     );
 }
+
+#[test]
+fn replan_every_sets_the_actions_executed_per_chunk_and_is_bounded_by_the_chunk() {
+    let work = tempfile::tempdir().unwrap();
+    let checkpoint = case_dir("reasoning_stop/train_output/checkpoint-100");
+    let export_with = |n: &str, out: &Path| {
+        vjx()
+            .args(["export", "--replan-every", n, "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = work.path().join("every16");
+    let result = export_with("16", &out);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["policy"]["n_action_steps"], 16);
+
+    let result = export_with("51", &work.path().join("every51"));
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("--replan-every 51: must be between 1 and the chunk size 50"),
+        "{}",
+        stderr(&result)
+    );
+}

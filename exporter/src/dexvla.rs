@@ -172,6 +172,14 @@ pub fn export_dexvla(
         serde_json::to_string_pretty(&layout.qwen)? + "\n",
     )?;
 
+    let chunk = layout.head.prediction_horizon;
+    let n_action_steps = match opts.replan_every {
+        Some(n) if n == 0 || n > chunk => {
+            bail!("--replan-every {n}: must be between 1 and the chunk size {chunk}")
+        }
+        Some(n) => n,
+        None => layout.n_action_steps,
+    };
     let generation = (layout.fusion == Fusion::Film).then(|| GenerationSpec {
         max_new_tokens: opts.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
         eos_token_id: layout.eos_token_id,
@@ -193,7 +201,7 @@ pub fn export_dexvla(
             num_inference_steps: layout.head.num_inference_timesteps,
         },
         chunk_size: layout.head.prediction_horizon,
-        n_action_steps: layout.n_action_steps,
+        n_action_steps,
         action_dim: layout.head.action_dim(),
         state_dim: layout.head.state_dim,
     };

@@ -26,6 +26,9 @@ pub struct ExportOptions {
     pub precision: Precision,
     /// The generation limit of policies that reason in text (DexVLA: 256 by default).
     pub max_new_tokens: Option<usize>,
+    /// Actions executed from each chunk before the next is predicted, where the checkpoint
+    /// does not fix it (DexVLA's original layout: the whole chunk by default).
+    pub replan_every: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,6 +135,15 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
             PolicySpec::TYPES.join(", ")
         );
     };
+    if kind != PolicySpec::TYPES[2] {
+        let dexvla_only = [
+            ("--max-new-tokens", opts.max_new_tokens.is_some()),
+            ("--replan-every", opts.replan_every.is_some()),
+        ];
+        if let Some((flag, _)) = dexvla_only.iter().find(|(_, given)| *given) {
+            bail!("{flag} applies to DexVLA exports only; this checkpoint is {kind}");
+        }
+    }
     let ckpt = checkpoint::resolve(
         &opts.checkpoint,
         opts.revision.as_deref(),
