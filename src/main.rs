@@ -32,7 +32,7 @@ enum Command {
     Run(RunArgs),
     /// Measure latency per chunk and per stage.
     Bench(BenchArgs),
-    /// Replay a recorded episode through a LingBot-VA export, one `select_action` per observation.
+    /// Replay a recorded episode, one `select_action` per observation.
     Episode(EpisodeArgs),
     /// Report the nodes of an export that TensorRT's ONNX parser will not take, and the inputs
     /// that need optimization profiles.
@@ -60,7 +60,7 @@ struct EpisodeArgs {
     export_dir: PathBuf,
     /// The episode: `{"task", "calls": [{"images": {key: png}, "state"?}], "noise"?: [{name: npy}]}`,
     /// one call per `select_action`; noise per chunk by the names the policy samples
-    /// (VLA-JEPA: `actions`; LingBot-VA: `latents`, `actions`).
+    /// (VLA-JEPA and DexVLA: `actions`; LingBot-VA: `latents`, `actions`).
     #[arg(long)]
     episode: PathBuf,
     /// Seed of the per-chunk Gaussian noise when episode.json gives none (default 0).
