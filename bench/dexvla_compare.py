@@ -429,6 +429,9 @@ def run_measured(cmd: list[str], stdout_path: Path, env: dict | None = None) -> 
            "loadavg_1m_start": load}
     if rc != 0:
         res["stderr_tail"] = err_path.read_text(errors="replace")[-3000:]
+        if rc < 0:
+            res["signal"] = f"killed by signal {-rc}" + (" (SIGKILL: the kernel's OOM killer, if dmesg says so)"
+                                                         if rc == -9 else "")
         log(f"FAILED (exit {rc}): {shlex.join(cmd)}\n{res['stderr_tail'][-1500:]}")
     return res
 
@@ -436,6 +439,13 @@ def run_measured(cmd: list[str], stdout_path: Path, env: dict | None = None) -> 
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def ids_agreement(got: np.ndarray, want: np.ndarray) -> dict:
+    """Whether the generated ids equal upstream FP32's, and how many leading ones do."""
+    got, want = [int(x) for x in np.asarray(got).reshape(-1)], [int(x) for x in np.asarray(want).reshape(-1)]
+    prefix = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    return {"equal": got == want, "equal_prefix": prefix, "n": len(got), "ids": got}
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -623,8 +633,8 @@ def main() -> None:
     if ref is not None and "bf16" in upstream_runs:
         acc = {k: rel_l2(np.load(res / f"upstream-bf16.{k}.npy"), ref[k]) for k in DUMP_KEYS}
         report["accuracy_rel_l2_vs_upstream_fp32"]["upstream-bf16"] = acc
-        report["generated_ids_equal_upstream_fp32"]["upstream-bf16"] = bool(
-            np.array_equal(np.load(res / "upstream-bf16.generated_ids.npy"), ref["generated_ids"]))
+        report["generated_ids_equal_upstream_fp32"]["upstream-bf16"] = ids_agreement(
+            np.load(res / "upstream-bf16.generated_ids.npy"), ref["generated_ids"])
     for precision, proc in exports.items():
         e = {k: proc[k] for k in ("seconds", "peak_rss_mb", "rc", "bytes_on_disk") if k in proc}
         if "report" in proc:
@@ -638,7 +648,8 @@ def main() -> None:
     up_fast = report["upstream"][up_fast_mode]["latency_ms"]["p50"] if up_fast_mode else None
     for name, b in benches.items():
         if "report" not in b:
-            entry = {"error": b.get("error") or f"vjx bench failed (exit {b.get('rc')})", "stderr_tail": b.get("stderr_tail")}
+            entry = {"error": b.get("error") or f"vjx bench failed (exit {b.get('rc')})", "stderr_tail": b.get("stderr_tail"),
+                     "signal": b.get("signal"), "process_peak_rss_mb": b.get("peak_rss_mb"), "process_seconds": b.get("seconds")}
             report["failures"].append({"piece": f"bench-{name}", **entry})
             report["vjx"][name] = entry
             continue
@@ -646,7 +657,11 @@ def main() -> None:
         entry = {"latency_ms": r["latency_ms"], "first_call_ms": r["first_call_ms"], "load_ms": r["load_ms"],
                  "stages_ms": r["stages_ms"], "stage_order": r.get("stage_order"), "peak_rss_mb": r.get("peak_rss_mb"),
                  "process_peak_rss_mb": b["peak_rss_mb"], "process_seconds": b["seconds"],
-                 "loadavg_1m_start": b["loadavg_1m_start"], "precision": r.get("precision"), "threads": r.get("threads")}
+                 "loadavg_1m_start": b["loadavg_1m_start"], "precision": r.get("precision"), "threads": r.get("threads"),
+                 "first_start_ms": r.get("first_start_ms"), "warm_start_ms": r.get("warm_start_ms")}
+        weights = exports.get(name.split("-")[1], {}).get("report", {}).get("weight_bytes")
+        if weights and r.get("peak_rss_mb"):
+            entry["peak_rss_over_weight_bytes"] = r["peak_rss_mb"] * 2**20 / weights
         if up32:
             entry["ratio_to_upstream_fp32"] = r["latency_ms"]["p50"] / up32
         if up_fast:
@@ -654,7 +669,8 @@ def main() -> None:
         report["vjx"][name] = entry
     for name, rr in runs.items():
         if "report" not in rr:
-            report["failures"].append({"piece": f"run-{name}", "rc": rr["rc"], "stderr_tail": rr.get("stderr_tail")})
+            report["failures"].append({"piece": f"run-{name}", "rc": rr["rc"], "signal": rr.get("signal"),
+                                       "process_peak_rss_mb": rr["peak_rss_mb"], "stderr_tail": rr.get("stderr_tail")})
             continue
         report["vjx"].setdefault(name, {})["run"] = {"seconds": rr["seconds"], "peak_rss_mb": rr["peak_rss_mb"],
                                                      "timings_ms": rr["report"].get("timings_ms")}
@@ -667,7 +683,7 @@ def main() -> None:
             k: rel_l2(np.load(dump / f"{k}.npy"), ref[k]) for k in DUMP_KEYS if (dump / f"{k}.npy").is_file()}
         ids = dump / "generated_ids.npy"
         report["generated_ids_equal_upstream_fp32"][name] = (
-            bool(np.array_equal(np.load(ids).reshape(-1), ref["generated_ids"])) if ids.is_file() else None)
+            ids_agreement(np.load(ids), ref["generated_ids"]) if ids.is_file() else None)
 
     ok = {n: e for n, e in report["vjx"].items() if "latency_ms" in e}
     report["ratios"] = {

@@ -62,7 +62,7 @@ impl Backend for TractBackend {
             graph_file: graph_file.to_path_buf(),
             input_names,
             output_names,
-            plans: Mutex::new(HashMap::new()),
+            plans: Mutex::new(Plans::Exact(HashMap::new())),
             executor: self.executor.clone(),
         }))
     }
@@ -101,29 +101,67 @@ struct TractSession {
     graph: String,
     input_names: Vec<String>,
     output_names: Vec<String>,
-    /// Parsed again for each new set of input shapes rather than kept: an optimized plan holds
-    /// its own (packed) copy of every weight, and keeping the parsed model too would double
-    /// the memory.
+    /// Parsed again when a plan is built rather than kept: an optimized plan holds its own
+    /// (packed) copy of every weight, and keeping the parsed model too would double the memory.
     graph_file: PathBuf,
-    plans: Mutex<HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>>,
+    plans: Mutex<Plans>,
     executor: Executor,
 }
 
+/// The optimized plans of a session. The first call's shapes are planned exactly; a call
+/// with other shapes (a prefill and then decode steps, say) replaces that plan with one for
+/// every shape the graph's symbolic input dims allow, so that one plan, not one per shape,
+/// holds the weights. A graph tract cannot plan symbolically keeps one plan per shape set.
+enum Plans {
+    Exact(HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>),
+    Symbolic(Arc<TypedRunnableModel>),
+    /// Symbolic planning failed: exact plans only, from now on.
+    ExactOnly(HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>),
+}
+
 impl TractSession {
-    /// The optimized plan for these input shapes, built on first use.
     fn plan(&self, inputs: &[TValue]) -> TractResult<Arc<TypedRunnableModel>> {
         let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(plan) = plans.get(&shapes) {
-            return Ok(plan.clone());
+        match &*plans {
+            Plans::Symbolic(runnable) => return Ok(runnable.clone()),
+            Plans::Exact(exact) | Plans::ExactOnly(exact) => {
+                if let Some(runnable) = exact.get(&shapes) {
+                    return Ok(runnable.clone());
+                }
+            }
         }
+        if let Plans::Exact(exact) = &*plans {
+            if !exact.is_empty() {
+                // Dropped first, so that two plans never hold the weights at once.
+                *plans = Plans::Exact(HashMap::new());
+                match self.symbolic_plan() {
+                    Ok(runnable) => {
+                        *plans = Plans::Symbolic(runnable.clone());
+                        return Ok(runnable);
+                    }
+                    Err(_) => *plans = Plans::ExactOnly(HashMap::new()),
+                }
+            }
+        }
+        let runnable = self.exact_plan(inputs)?;
+        if let Plans::Exact(exact) | Plans::ExactOnly(exact) = &mut *plans {
+            exact.insert(shapes, runnable.clone());
+        }
+        Ok(runnable)
+    }
+
+    fn exact_plan(&self, inputs: &[TValue]) -> TractResult<Arc<TypedRunnableModel>> {
         let mut model = tract_onnx::onnx().model_for_path(&self.graph_file)?;
         for (i, t) in inputs.iter().enumerate() {
             model.set_input_fact(i, InferenceFact::dt_shape(t.datum_type(), t.shape()))?;
         }
-        let plan = model.into_optimized()?.into_runnable()?;
-        plans.insert(shapes, plan.clone());
-        Ok(plan)
+        model.into_optimized()?.into_runnable()
+    }
+
+    fn symbolic_plan(&self) -> TractResult<Arc<TypedRunnableModel>> {
+        let model = tract_onnx::onnx().model_for_path(&self.graph_file)?;
+        model.into_optimized()?.into_runnable()
     }
 }
 
