@@ -419,14 +419,22 @@ def run_measured(cmd: list[str], stdout_path: Path, env: dict | None = None) -> 
     """Runs `cmd` with stdout to a file and stderr to <file>.stderr: wall seconds, the child's own
     peak RSS, exit code, and the stderr tail when it failed."""
     load = os.getloadavg()[0]
+    cpu0 = cpu_times()
     t0 = time.perf_counter()
     err_path = stdout_path.with_name(stdout_path.name + ".stderr")
     with open(stdout_path, "wb") as f, open(err_path, "wb") as e:
         child = subprocess.Popen(cmd, stdout=f, stderr=e, env=env)
         _, status, usage = os.wait4(child.pid, 0)
     rc = os.waitstatus_to_exitcode(status)
-    res = {"seconds": time.perf_counter() - t0, "peak_rss_mb": usage.ru_maxrss / 1024.0, "rc": rc,
-           "loadavg_1m_start": load}
+    seconds = time.perf_counter() - t0
+    res = {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024.0, "rc": rc, "loadavg_1m_start": load,
+           "cpu_s": usage.ru_utime + usage.ru_stime}
+    cpu1 = cpu_times()
+    if cpu0 and cpu1:
+        # CPU time the rest of the machine used while this piece ran (other processes, steal)
+        other = (cpu1["busy"] - cpu0["busy"]) - res["cpu_s"]
+        res["contention"] = {"other_cpu_s": other, "other_cpu_share": other / (seconds * (os.cpu_count() or 1)),
+                             "steal_s": cpu1["steal"] - cpu0["steal"]}
     if rc != 0:
         res["stderr_tail"] = err_path.read_text(errors="replace")[-3000:]
         if rc < 0:
@@ -434,6 +442,16 @@ def run_measured(cmd: list[str], stdout_path: Path, env: dict | None = None) -> 
                                                          if rc == -9 else "")
         log(f"FAILED (exit {rc}): {shlex.join(cmd)}\n{res['stderr_tail'][-1500:]}")
     return res
+
+
+def cpu_times() -> dict | None:
+    """Machine-wide busy and steal seconds from /proc/stat."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+        # user nice system idle iowait irq softirq steal
+        return {"busy": (f[0] + f[1] + f[2] + f[5] + f[6]) / hz, "steal": f[7] / hz}
+    return None
 
 
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -533,6 +551,8 @@ def main() -> None:
         if proc["rc"] != 0:
             sys.exit("dexvla_compare: making the checkpoint failed")
         made = json.loads(made_path.read_text())
+        made["make_process"] = {"seconds": proc["seconds"], "peak_rss_mb": proc["peak_rss_mb"]}
+        made_path.write_text(json.dumps(made, indent=1) + "\n")
     ckpt, obs = work / made["checkpoint"], work / "obs"
     inputs = json.loads((obs / "inputs.json").read_text())
     res = work / "results"
@@ -623,6 +643,7 @@ def main() -> None:
         run = upstream_runs[mode]
         report["upstream"][mode] = {**upstream_summary(run, args.warmup), "process_peak_rss_mb": proc["peak_rss_mb"],
                                     "process_seconds": proc["seconds"], "loadavg_1m_start": proc["loadavg_1m_start"],
+                                    "contention": proc.get("contention"),
                                     "generation_check": {k: run["generation"][k] for k in (
                                         "prompt_tokens", "n_generated", "im_end_generated", "endoftext_generated",
                                         "min_margin_winner_minus_im_end", "min_im_end_rank")},
@@ -657,7 +678,8 @@ def main() -> None:
         entry = {"latency_ms": r["latency_ms"], "first_call_ms": r["first_call_ms"], "load_ms": r["load_ms"],
                  "stages_ms": r["stages_ms"], "stage_order": r.get("stage_order"), "peak_rss_mb": r.get("peak_rss_mb"),
                  "process_peak_rss_mb": b["peak_rss_mb"], "process_seconds": b["seconds"],
-                 "loadavg_1m_start": b["loadavg_1m_start"], "precision": r.get("precision"), "threads": r.get("threads"),
+                 "loadavg_1m_start": b["loadavg_1m_start"], "contention": b.get("contention"),
+                 "precision": r.get("precision"), "threads": r.get("threads"),
                  "first_start_ms": r.get("first_start_ms"), "warm_start_ms": r.get("warm_start_ms")}
         weights = exports.get(name.split("-")[1], {}).get("report", {}).get("weight_bytes")
         if weights and r.get("peak_rss_mb"):
@@ -704,6 +726,14 @@ def main() -> None:
         report["targets"].append({"name": "fast_path_p50_vs_upstream_fastest", "run": fast, "upstream": up_fast_mode,
                                   "value": v, "limit": 0.5, "met": v <= 0.5,
                                   "description": "fastest vjx path p50 <= 0.5 x upstream's fastest CPU p50 (ratio)"})
+    pieces = {**{f"upstream-{m}": p for m, p in upstream_proc.items()}, **{f"export-{k}": p for k, p in exports.items()},
+              **{f"bench-{k}": p for k, p in benches.items()}, **{f"run-{k}": p for k, p in runs.items()}}
+    report["contention"] = {
+        "what": "CPU the rest of the machine used while each piece ran (/proc/stat busy time minus the piece's own), "
+                "as a share of all cores; timings of a piece with a share well above 0 are inflated",
+        "other_cpu_share": {k: round(p["contention"]["other_cpu_share"], 4) for k, p in pieces.items() if p.get("contention")},
+        "steal_s": {k: round(p["contention"]["steal_s"], 2) for k, p in pieces.items() if p.get("contention")},
+    }
     report["loadavg_1m_end"] = os.getloadavg()[0]
     report["seconds_total"] = time.perf_counter() - started
     text = json.dumps(report, indent=1)
