@@ -75,8 +75,7 @@ fn every_stage_matches_upstream(backend: &str) {
 }
 
 fn every_stage_within_bar(backend: &str, precision: &str) {
-    let mut failures = Vec::new();
-    let mut worst: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut errors = StageErrors::default();
     for case in dexvla_cases() {
         let export = exported_dexvla_at(&case, precision);
         for obs in observations(&case) {
@@ -92,23 +91,13 @@ fn every_stage_within_bar(backend: &str, precision: &str) {
                 let got = dump.path().join(format!("{stage}.npy"));
                 assert!(got.is_file(), "{}: no `{stage}` dumped", obs.display());
                 let err = stage_error(&exp, &got);
-                let w = worst.entry(stage.clone()).or_insert(0.0);
-                *w = w.max(err);
-                if err > bar(precision) {
-                    failures.push(format!("{}: {stage} {err:.3e}", obs.display()));
-                }
+                errors.record(&stage, err, bar(precision), || {
+                    format!("{}: {stage} {err:.3e}", obs.display())
+                });
             }
         }
     }
-    println!("{backend} {precision}: worst error per stage over the DexVLA fixtures:");
-    for (stage, err) in &worst {
-        println!("  {stage:<20} {err:.3e}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{backend} {precision}: stages over the bar:\n{}",
-        failures.join("\n")
-    );
+    errors.finish(&format!("{backend} {precision} (DexVLA)"));
 }
 
 #[test]

@@ -88,33 +88,22 @@ fn stage_errors(export: &Path, obs: &Path, backend: &str) -> Vec<(String, f64)> 
 /// Every stage of every fixture observation exported at `precision` and run on `backend`, each
 /// within that precision's bar.
 fn every_fixture_matches_upstream_at_every_stage(backend: &str, precision: &str) {
-    let mut failures = Vec::new();
-    let mut worst: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut errors = StageErrors::default();
     for case in cases() {
         let export = exported_at(&case, precision);
         for obs in observations(&case) {
             for (stage, err) in stage_errors(&export, &obs, backend) {
-                let w = worst.entry(stage.clone()).or_insert(0.0);
-                *w = w.max(err);
-                if err > bar(precision, &stage) {
-                    failures.push(format!(
+                errors.record(&stage, err, bar(precision, &stage), || {
+                    format!(
                         "{}: {stage} rel L2 {err:.3e} > {:e}",
                         obs.strip_prefix(fixtures_root()).unwrap().display(),
                         bar(precision, &stage)
-                    ));
-                }
+                    )
+                });
             }
         }
     }
-    println!("{backend} {precision}: worst relative L2 per stage over all fixtures:");
-    for (stage, err) in &worst {
-        println!("  {stage:<20} {err:.3e}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{backend} {precision}: stages over the bar:\n{}",
-        failures.join("\n")
-    );
+    errors.finish(&format!("{backend} {precision}"));
 }
 
 #[test]

@@ -247,3 +247,34 @@ pub fn half_everywhere_copy(export: &Path) -> PathBuf {
     .unwrap();
     out
 }
+
+/// The worst error of each stage over a parity run, and the stages over their bar.
+#[derive(Default)]
+pub struct StageErrors {
+    worst: std::collections::BTreeMap<String, f64>,
+    failures: Vec<String>,
+}
+
+impl StageErrors {
+    /// Records `stage`'s `err` at `place`; over `bar`, the failure is described by `failure`.
+    pub fn record(&mut self, stage: &str, err: f64, bar: f64, failure: impl FnOnce() -> String) {
+        let w = self.worst.entry(stage.to_string()).or_insert(0.0);
+        *w = w.max(err);
+        if err > bar {
+            self.failures.push(failure());
+        }
+    }
+
+    /// Prints the worst error per stage under `title`, then fails if any stage was over its bar.
+    pub fn finish(self, title: &str) {
+        println!("{title}: worst error per stage:");
+        for (stage, err) in &self.worst {
+            println!("  {stage:<20} {err:.3e}");
+        }
+        assert!(
+            self.failures.is_empty(),
+            "{title}: stages over the bar:\n{}",
+            self.failures.join("\n")
+        );
+    }
+}
