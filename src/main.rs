@@ -37,6 +37,46 @@ enum Command {
     /// Report the nodes of an export that TensorRT's ONNX parser will not take, and the inputs
     /// that need optimization profiles.
     Check(CheckArgs),
+    /// Serve an export to robot clients over openpi's websocket protocol (msgpack + numpy),
+    /// until SIGTERM or Ctrl-C (requests in flight finish first).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Export dir written by `vjx export`.
+    export_dir: PathBuf,
+    /// Address to listen on; the default takes connections from this machine only.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port, printed when listening).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// File holding the API key clients must send (`Authorization: Api-Key <key>`, as
+    /// openpi-client's `api_key=` does).
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Largest request message in bytes; a larger one ends its connection.
+    #[arg(long, default_value_t = 32 << 20, value_name = "BYTES")]
+    max_message_bytes: usize,
+    /// Largest camera frame height or width accepted.
+    #[arg(long, default_value_t = 4096, value_name = "PIXELS")]
+    max_image_side: usize,
+    /// Longest task text accepted, in bytes.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    max_task_bytes: usize,
+    /// Extra request key: `REQUEST_KEY=TARGET`, TARGET a camera's feature key, `state` or
+    /// `task` (e.g. `--key observation/image=observation.images.image`). Repeatable.
+    #[arg(long = "key", value_name = "REQUEST_KEY=TARGET")]
+    keys: Vec<String>,
+    /// Chunk k of each connection's episode draws its noise from seed + k.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON line on stdout when listening: the address and the metadata frame.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Args)]
@@ -208,6 +248,7 @@ fn main() {
         Command::Bench(a) => cmd_bench(a),
         Command::Episode(a) => cmd_episode(a),
         Command::Check(a) => cmd_check(a),
+        Command::Serve(a) => cmd_serve(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -251,6 +292,13 @@ fn cmd_export(a: ExportArgs) -> Result<()> {
 fn backend(args: &BackendArgs, export_dir: &Path) -> Result<Box<dyn Backend>> {
     let device: Device = args.device.parse()?;
     let threads = args.threads.unwrap_or_else(default_threads);
+    let most = 8 * default_threads();
+    if threads == 0 || threads > most {
+        bail!(
+            "--threads {threads}: give 1 to {most} (8 per core; this machine has {})",
+            default_threads()
+        );
+    }
     let gpu = GpuOptions {
         cache_dir: Some(
             args.cache_dir
@@ -269,6 +317,77 @@ fn backend(args: &BackendArgs, export_dir: &Path) -> Result<Box<dyn Backend>> {
         "ort" => Ok(Box::new(OrtBackend::with_options(device, threads, gpu)?)),
         other => bail!("unknown backend `{other}` (available: tract, ort)"),
     }
+}
+
+fn cmd_serve(a: ServeArgs) -> Result<()> {
+    let api_key = match &a.api_key_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--api-key-file {}", path.display()))?;
+            let key = text.trim().to_string();
+            if key.is_empty() {
+                bail!("--api-key-file {}: the file is empty", path.display());
+            }
+            Some(key)
+        }
+    };
+    let key_aliases = a
+        .keys
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, t)| (k.to_string(), t.to_string()))
+                .with_context(|| format!("--key `{item}`: expected REQUEST_KEY=TARGET"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let loopback = matches!(a.host.as_str(), "127.0.0.1" | "::1" | "localhost");
+    if !loopback && api_key.is_none() {
+        eprintln!(
+            "warning: listening on {} without --api-key-file: anyone who can reach this port can drive the robot's policy",
+            a.host
+        );
+    }
+    let config = vjx_serve::ServeConfig {
+        host: a.host.clone(),
+        port: a.port,
+        api_key,
+        max_message_bytes: a.max_message_bytes,
+        limits: vjx_serve::Limits {
+            max_image_side: a.max_image_side,
+            max_task_bytes: a.max_task_bytes,
+        },
+        key_aliases,
+        seed: a.seed,
+    };
+    let (backend_args, dir) = (a.backend.clone(), a.export_dir.clone());
+    let loader: vjx_serve::Loader = Box::new(move || {
+        let backend = backend(&backend_args, &dir).map_err(|e| format!("{e:#}"))?;
+        let policy =
+            vjx_runtime::policy::load(&dir, backend.as_ref()).map_err(|e| e.to_string())?;
+        log_placements(backend.as_ref());
+        Ok(policy)
+    });
+    let json = a.json;
+    vjx_serve::serve(config, loader, |listening| {
+        let url = format!("ws://{}", listening.addr);
+        if json {
+            let line = serde_json::json!({
+                "listening": url,
+                "healthz": format!("http://{}/healthz", listening.addr),
+                "metadata": listening.metadata,
+            });
+            println!("{line}");
+        } else {
+            eprintln!(
+                "serving {} ({}) on {url}; Ctrl-C or SIGTERM to stop",
+                a.export_dir.display(),
+                listening.metadata["policy_type"].as_str().unwrap_or("?")
+            );
+        }
+    })?;
+    eprintln!("vjx serve: stopped");
+    Ok(())
 }
 
 fn default_threads() -> usize {
