@@ -38,6 +38,48 @@ pub enum PolicyError {
     Unsupported(String),
     #[error("{0}")]
     Other(String),
+    #[error(
+        "stage `{stage}` produced a non-finite value ({value} at index {index}); no actions are \
+         returned (check the export's weights and normalization stats)"
+    )]
+    NonFinite {
+        stage: String,
+        index: usize,
+        value: f32,
+    },
+}
+
+/// Fails when the tokenized prompt is longer than the text graph's shape profile admits (a
+/// task of a hundred thousand characters would otherwise run whole).
+pub(crate) fn check_prompt_tokens(
+    tokens: usize,
+    max: usize,
+    task: &str,
+) -> Result<(), PolicyError> {
+    if tokens <= max {
+        return Ok(());
+    }
+    Err(PolicyError::Input(format!(
+        "the prompt is {tokens} tokens long, the text graph's shape profile admits {max}: shorten \
+         the task ({} characters)",
+        task.chars().count()
+    )))
+}
+
+/// Fails when the output of `stage` holds a NaN or an infinity: nothing computed from it may
+/// reach the robot.
+pub(crate) fn ensure_finite<'a>(
+    stage: &str,
+    values: impl IntoIterator<Item = &'a f32>,
+) -> Result<(), PolicyError> {
+    match values.into_iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((index, &value)) => Err(PolicyError::NonFinite {
+            stage: stage.to_string(),
+            index,
+            value,
+        }),
+    }
 }
 
 /// Wall-clock milliseconds per stage of one chunk, in pipeline order.
@@ -88,13 +130,14 @@ impl Prediction {
 }
 
 /// The sampler's result and the same after the manifest's post-processing steps:
-/// `(actions_normalized, actions)`.
+/// `(actions_normalized, actions)`; both must be finite.
 pub(crate) fn post_process(
     manifest: &Manifest,
     sample: Vec<f32>,
     action_dim: usize,
     raw_state: Option<&[f32]>,
-) -> (Vec<f32>, Vec<f32>) {
+) -> Result<(Vec<f32>, Vec<f32>), PolicyError> {
+    ensure_finite("actions_normalized", &sample)?;
     let mut actions = sample.clone();
     crate::normalization::apply_post_steps(
         &manifest.postprocess,
@@ -103,7 +146,8 @@ pub(crate) fn post_process(
         action_dim,
         raw_state,
     );
-    (sample, actions)
+    ensure_finite("actions", &actions)?;
+    Ok((sample, actions))
 }
 
 /// What one `select_action` call returns.

@@ -3,7 +3,10 @@
 
 pub mod episode;
 
-use super::{post_process, Observation, PolicyError, Prediction, StageTimings};
+use super::{
+    check_prompt_tokens, ensure_finite, post_process, Observation, PolicyError, Prediction,
+    StageTimings,
+};
 use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, Tensor, TensorValue};
 use crate::manifest::Manifest;
 use crate::preprocess::image::{self as img, ImageF32};
@@ -32,6 +35,8 @@ pub struct VlaJepaPolicy {
     dit_step: Box<dyn GraphSession>,
     tokenizer: tokenize::PolicyTokenizer,
     chat_template: String,
+    /// The longest prompt the text graph's shape profile admits.
+    max_prompt_tokens: usize,
 }
 
 /// What preprocessing produced for the graphs.
@@ -270,6 +275,11 @@ impl VlaJepaPolicy {
             false => None,
         };
         let dit_step = backend.load(&graph(roles::DIT_STEP)?)?;
+        let max_prompt_tokens = text_profile
+            .inputs
+            .iter()
+            .find(|r| r.name == text_io::INPUT_IDS)
+            .map_or(usize::MAX, |r| r.max[0]);
         Ok(VlaJepaPolicy {
             manifest,
             spec,
@@ -280,6 +290,7 @@ impl VlaJepaPolicy {
             dit_step,
             tokenizer,
             chat_template,
+            max_prompt_tokens,
         })
     }
 
@@ -302,13 +313,14 @@ impl VlaJepaPolicy {
     fn prepare(&self, obs: &Observation) -> Result<Prepared, PolicyError> {
         let spec = &self.spec;
         let frames = obs.camera_frames(&self.camera_keys())?;
-        prepare_frames(
-            spec,
-            &self.tokenizer,
-            &self.chat_template,
-            frames,
-            obs.task.as_deref(),
-        )
+        let task = obs.task.as_deref();
+        let prep = prepare_frames(spec, &self.tokenizer, &self.chat_template, frames, task)?;
+        check_prompt_tokens(
+            prep.input_ids.len(),
+            self.max_prompt_tokens,
+            task.unwrap_or_default(),
+        )?;
+        Ok(prep)
     }
 
     /// Runs the vision graph once per image; returns `(image_embeds, deepstack[k])`, rows of all
@@ -342,7 +354,9 @@ impl VlaJepaPolicy {
                 (vision_io::ROPE_SIN, &Tensor::f32(&[n, hd], tables.rope_sin)),
             ];
             let mut out = self.vision.run(&inputs)?;
-            embeds.extend(out.take_f32(vision_io::IMAGE_EMBEDS)?);
+            let image_embeds = out.take_f32(vision_io::IMAGE_EMBEDS)?;
+            ensure_finite("vision_embeds", &image_embeds)?;
+            embeds.extend(image_embeds);
             for (k, acc) in deepstack.iter_mut().enumerate() {
                 acc.extend(out.take_f32(&vision_io::deepstack_output_name(k))?);
             }
@@ -413,6 +427,7 @@ impl VlaJepaPolicy {
         let named: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let mut out = self.text.run(&named)?;
         let hidden = out.take_f32(text_io::READOUT_HIDDEN)?;
+        ensure_finite("embodied_hidden", &hidden)?;
         Ok((hidden.into_raw_vec_and_offset().0, readout.len()))
     }
 
@@ -496,6 +511,7 @@ impl VlaJepaPolicy {
             }
             let mut out = self.dit_step.run(&inputs)?;
             let v = out.take_f32(dit_io::VELOCITY)?.into_raw_vec_and_offset().0;
+            ensure_finite(&format!("velocity_step{s}"), &v)?;
             sampler.step(s, &mut x, &v);
             timings.push((format!("dit_step{s}"), ms(t)));
             velocities.push(v);
@@ -503,7 +519,7 @@ impl VlaJepaPolicy {
 
         let t = Instant::now();
         let (actions_normalized, actions) =
-            post_process(&self.manifest, x, adim, obs.state.as_deref());
+            post_process(&self.manifest, x, adim, obs.state.as_deref())?;
         timings.push(("postprocess".into(), ms(t)));
 
         if keep {

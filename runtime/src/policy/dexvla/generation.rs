@@ -72,6 +72,7 @@ impl TextModel<'_> {
         let started = Instant::now();
         let mut out = self.prefill(prompt, &positions)?;
         let prompt_hidden = out.take_f32(text_io::HIDDEN)?.into_raw_vec_and_offset().0;
+        crate::policy::ensure_finite("prompt_hidden", &prompt_hidden)?;
         let first_logits = out.take_f32(text_io::LOGITS)?.into_raw_vec_and_offset().0;
         let mut cache = take_cache(&mut out, cfg.num_hidden_layers)?;
         let prefill_ms = ms(started);

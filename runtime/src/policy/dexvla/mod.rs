@@ -7,7 +7,10 @@ pub mod generation;
 pub mod images;
 mod policy;
 
-use super::{post_process, Observation, PolicyError, Prediction, Reasoning, StageTimings};
+use super::{
+    check_prompt_tokens, ensure_finite, post_process, Observation, PolicyError, Prediction,
+    Reasoning, StageTimings,
+};
 use crate::backend::{Backend, GraphSession, InputRange, ShapeProfile, Tensor, TensorValue};
 use crate::manifest::Manifest;
 use crate::preprocess::{prompt, tokenize};
@@ -278,7 +281,9 @@ impl DexVlaPolicy {
                 (vision_io::ROPE_SIN, &Tensor::f32(&[n, hd], tables.rope_sin)),
             ];
             let mut out = self.vision.run(&inputs)?;
-            embeds.extend(out.take_f32(vision_io::IMAGE_EMBEDS)?);
+            let image_embeds = out.take_f32(vision_io::IMAGE_EMBEDS)?;
+            ensure_finite("vision_embeds", &image_embeds)?;
+            embeds.extend(image_embeds);
         }
         Ok(embeds)
     }
@@ -317,15 +322,7 @@ impl DexVlaPolicy {
         let task = obs.task.as_deref().unwrap_or_default();
         let chat = prompt::render_chat(&self.chat_template, spec.cameras.len(), task)?;
         let input_ids = self.tokenizer.encode_chat(&chat, &tokens_per_image)?;
-        if input_ids.len() > self.max_prompt_tokens {
-            return Err(PolicyError::Input(format!(
-                "the prompt is {} tokens long, the text graph's shape profile admits {}: shorten \
-                 the task ({} characters)",
-                input_ids.len(),
-                self.max_prompt_tokens,
-                task.chars().count()
-            )));
-        }
+        check_prompt_tokens(input_ids.len(), self.max_prompt_tokens, task)?;
         let patch_dim = vision.pixel_values.ncols();
         let pixel_values = vision.pixel_values.as_slice().expect("standard layout");
         timings.push(("preprocess".into(), ms(t)));
@@ -411,6 +408,7 @@ impl DexVlaPolicy {
         let named: Vec<(&str, &Tensor)> = condition_inputs.iter().map(|(n, v)| (*n, v)).collect();
         let mut out = self.condition.run(&named)?;
         let fused = out.take_f32(condition_io::CONDITION)?;
+        ensure_finite("film_condition", &fused)?;
         let head_condition = out.take(condition_io::HEAD_CONDITION)?;
         timings.push(("condition".into(), ms(t)));
 
@@ -439,6 +437,7 @@ impl DexVlaPolicy {
                 (step_io::HEAD_CONDITION, &head_condition),
             ])?;
             let epsilon = out.take_f32(step_io::EPSILON)?.into_raw_vec_and_offset().0;
+            ensure_finite(&format!("epsilon_step{k}"), &epsilon)?;
             sampler.step(k, &mut x, &epsilon);
             timings.push(("diffusion_step".into(), ms(t)));
             if keep {
@@ -449,7 +448,7 @@ impl DexVlaPolicy {
 
         let t = Instant::now();
         let (actions_normalized, actions) =
-            post_process(&self.manifest, x, adim, obs.state.as_deref());
+            post_process(&self.manifest, x, adim, obs.state.as_deref())?;
         timings.push(("postprocess".into(), ms(t)));
 
         if keep {

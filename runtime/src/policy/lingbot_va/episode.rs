@@ -11,7 +11,7 @@ use super::vae_stream::VaeStream;
 use super::LingbotVaPolicy;
 use crate::backend::{GraphSession, Tensor};
 use crate::normalization::apply_post_steps;
-use crate::policy::{Noise, Observation, PolicyError, StageTimings, Step};
+use crate::policy::{ensure_finite, Noise, Observation, PolicyError, StageTimings, Step};
 use crate::preprocess::image::ImageF32;
 use crate::sampler::FlowMatchScheduler;
 use ndarray::{s, Array3, Array5, ArrayD, Axis, Ix3, Ix5};
@@ -396,6 +396,7 @@ impl<'p> Episode<'p> {
         self.executed = Some(actions.clone());
         let n_used = rows.ncols();
         let normalized: Vec<f32> = rows.iter().copied().collect();
+        ensure_finite(&format!("chunk{k}/actions_normalized"), &normalized)?;
         let mut unnormalized = normalized.clone();
         let manifest = self.policy.manifest();
         apply_post_steps(
@@ -405,6 +406,7 @@ impl<'p> Episode<'p> {
             n_used,
             None,
         );
+        ensure_finite(&format!("chunk{k}/actions"), &unnormalized)?;
         self.dump(
             format!("chunk{k}/video_latents"),
             latents.index_axis(Axis(0), 0).to_owned().into_dyn(),

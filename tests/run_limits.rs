@@ -1,0 +1,52 @@
+//! Inputs that would make a run take unbounded time or memory are refused up front with the
+//! bound they broke.
+
+mod common;
+
+use common::*;
+
+fn run_with(edit: impl FnOnce(&mut Vec<String>)) -> std::process::Output {
+    let case = any_case();
+    let export = exported(&case);
+    let mut args = run_args(&observations(&case)[0]);
+    edit(&mut args);
+    vjx().arg("run").arg(export).args(&args).output().unwrap()
+}
+
+#[test]
+fn a_task_past_the_text_graphs_token_limit_is_refused_with_both_lengths() {
+    let task = "pick up the red cube and place it in the bowl ".repeat(2000);
+    let out = run_with(|args| {
+        let at = args.iter().position(|a| a == "--task").unwrap();
+        args[at + 1] = task.clone();
+    });
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("the prompt is 26118 tokens long"), "{err}");
+    assert!(
+        err.contains("the text graph's shape profile admits") && err.contains("92000 characters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_thread_count_past_eight_per_core_is_refused() {
+    let out = run_with(|args| args.extend(["--threads".into(), "100000".into()]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--threads 100000: give 1 to"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn zero_threads_are_refused() {
+    let out = run_with(|args| args.extend(["--threads".into(), "0".into()]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--threads 0: give 1 to"),
+        "{}",
+        stderr(&out)
+    );
+}
