@@ -243,10 +243,12 @@ fn read_frame(key: &str, value: &Value, max_side: usize) -> Result<Array3<f32>, 
         (Dtype::U8, &[h, w, c]) if c == 1 || c == 3 => (c, h, w, true),
         (Dtype::U8, &[h, w]) => (1, h, w, true),
         (Dtype::F32 | Dtype::F64, &[c, h, w]) if c == 1 || c == 3 => (c, h, w, false),
-        (dtype, _) => return Err(bad(format!(
+        (dtype, _) => {
+            return Err(bad(format!(
             "`{key}`: an image is uint8 [H, W, 3] or float [3, H, W] in [0, 1]; got {} {shape:?}",
             dtype.name()
-        ))),
+        )))
+        }
     };
     if h == 0 || w == 0 || h > max_side || w > max_side {
         return Err(bad(format!(
