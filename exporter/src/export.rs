@@ -268,6 +268,10 @@ pub(crate) fn write_manifest(
         postprocess,
         files,
     };
+    // What `Manifest::load` would refuse is refused here, before the export is moved into place.
+    manifest
+        .validate(out)
+        .context("the export would not load; nothing was written")?;
     manifest
         .write(out)
         .with_context(|| format!("writing the manifest in {}", out.display()))

@@ -1,6 +1,7 @@
 //! The Qwen2-VL image processor's settings (`preprocessor_config.json`), as Qwen3-VL and
 //! Qwen2-VL backbones ship them: the fields that shape `pixel_values`.
 
+use crate::validate::{at_least_one, FieldError};
 use crate::SpecError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,6 +120,28 @@ impl QwenImageProcessorConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// Checks the sizes the patching divides by and the per-channel std; `key` names the
+    /// section in errors.
+    pub fn check(&self, key: &str) -> Result<(), FieldError> {
+        at_least_one(&format!("{key}.patch_size"), self.patch_size)?;
+        at_least_one(
+            &format!("{key}.temporal_patch_size"),
+            self.temporal_patch_size,
+        )?;
+        at_least_one(&format!("{key}.merge_size"), self.merge_size)?;
+        if let Some(c) = self
+            .image_std
+            .iter()
+            .position(|s| *s <= 0.0 || !s.is_finite())
+        {
+            return Err(FieldError::new(
+                format!("{key}.image_std[{c}]"),
+                format!("is {}; it must be positive", self.image_std[c]),
+            ));
+        }
+        Ok(())
     }
 
     /// `patch_size · merge_size`: both output sides are multiples of it.
