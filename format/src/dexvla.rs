@@ -1,9 +1,8 @@
 //! A DexVLA export: its graph roles and its manifest section.
 
 use crate::manifest::{CameraSpec, ManifestError};
-use crate::qwen_image::QwenImageProcessorConfig;
-use crate::validate::{at_least_one, ConfigFile, FieldError};
-use crate::vla_jepa::{check_action_steps, check_vision_tower};
+use crate::qwen_image::{check_vision_tower, QwenImageProcessorConfig};
+use crate::validate::{at_least_one, check_action_steps, ConfigFile, FieldError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -41,8 +41,8 @@ pub struct Manifest {
 
 /// The checksum `manifest.json` carries under [`CHECKSUM_KEY`]: the sha256 (hex) of the
 /// manifest's JSON value without that key, written compactly by serde_json with the keys of
-/// every object sorted (byte order). Key order and whitespace are thus free; any changed
-/// value, added or removed key changes it.
+/// every object sorted (byte order), numbers as serde_json parses and prints them. Key order
+/// and whitespace are thus free; any changed value, added or removed key changes it.
 pub fn content_sha256(manifest: &serde_json::Value) -> String {
     let content = match manifest {
         serde_json::Value::Object(map) => serde_json::Value::Object(

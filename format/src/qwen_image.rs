@@ -1,7 +1,8 @@
 //! The Qwen2-VL image processor's settings (`preprocessor_config.json`), as Qwen3-VL and
 //! Qwen2-VL backbones ship them: the fields that shape `pixel_values`.
 
-use crate::validate::{at_least_one, FieldError};
+use crate::manifest::ManifestError;
+use crate::validate::{at_least_one, ConfigFile, FieldError};
 use crate::SpecError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -38,6 +39,28 @@ impl Default for QwenImageProcessorConfig {
             filter: ResizeFilter::Bicubic,
         }
     }
+}
+
+/// The Qwen-VL vision tower: its heads divide its width (at `width_key`), and it merges
+/// patches as the image processor groups them.
+pub(crate) fn check_vision_tower(
+    config: &ConfigFile,
+    width_key: &str,
+    image: &QwenImageProcessorConfig,
+) -> Result<(), ManifestError> {
+    let heads = config.positive("vision_config.num_heads")?;
+    config.check_divides("vision_config.num_heads", heads, width_key)?;
+    let merge = config.size("vision_config.spatial_merge_size")?;
+    if merge != image.merge_size as u64 {
+        return Err(config.error(FieldError::new(
+            "vision_config.spatial_merge_size",
+            format!(
+                "is {merge}, the manifest's policy.image.merge_size is {}; they must agree",
+                image.merge_size
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// PIL resampling codes as they appear in `preprocessor_config.json`.

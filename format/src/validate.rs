@@ -38,6 +38,22 @@ pub(crate) fn at_least_one(key: &str, value: usize) -> Result<(), FieldError> {
     }
 }
 
+/// `n_action_steps` of a chunk of `chunk_size`: at least one, at most the chunk.
+pub(crate) fn check_action_steps(
+    n_action_steps: usize,
+    chunk_size: usize,
+) -> Result<(), FieldError> {
+    if n_action_steps == 0 || n_action_steps > chunk_size {
+        return Err(FieldError::new(
+            "policy.n_action_steps",
+            format!(
+                "is {n_action_steps}; it must be between 1 and policy.chunk_size ({chunk_size})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Manifest {
     /// Checks that every file the manifest names is a plain name inside the export dir with
     /// an entry in `files`, and that every value the policy's pipeline relies on is usable.

@@ -2,8 +2,8 @@
 
 use crate::manifest::{CameraSpec, ManifestError};
 use crate::prompt::PromptSpec;
-use crate::qwen_image::QwenImageProcessorConfig;
-use crate::validate::{at_least_one, ConfigFile, FieldError};
+use crate::qwen_image::{check_vision_tower, QwenImageProcessorConfig};
+use crate::validate::{at_least_one, check_action_steps, ConfigFile, FieldError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -93,42 +93,4 @@ impl VlaJepaSpec {
         }
         check_vision_tower(&config, "vision_config.hidden_size", &self.image)
     }
-}
-
-/// `n_action_steps` of a chunk of `chunk_size`: at least one, at most the chunk.
-pub(crate) fn check_action_steps(
-    n_action_steps: usize,
-    chunk_size: usize,
-) -> Result<(), FieldError> {
-    if n_action_steps == 0 || n_action_steps > chunk_size {
-        return Err(FieldError::new(
-            "policy.n_action_steps",
-            format!(
-                "is {n_action_steps}; it must be between 1 and policy.chunk_size ({chunk_size})"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The Qwen-VL vision tower: its heads divide its width (at `width_key`), and it merges
-/// patches as the image processor groups them.
-pub(crate) fn check_vision_tower(
-    config: &ConfigFile,
-    width_key: &str,
-    image: &QwenImageProcessorConfig,
-) -> Result<(), ManifestError> {
-    let heads = config.positive("vision_config.num_heads")?;
-    config.check_divides("vision_config.num_heads", heads, width_key)?;
-    let merge = config.size("vision_config.spatial_merge_size")?;
-    if merge != image.merge_size as u64 {
-        return Err(config.error(FieldError::new(
-            "vision_config.spatial_merge_size",
-            format!(
-                "is {merge}, the manifest's policy.image.merge_size is {}; they must agree",
-                image.merge_size
-            ),
-        )));
-    }
-    Ok(())
 }
