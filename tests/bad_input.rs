@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 /// A copy of a fixture case's checkpoint and backbone that a test may break.
 fn broken_copy(tag: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let case = any_case();
+    broken_copy_of(&any_case(), tag)
+}
+
+fn broken_copy_of(case: &Path, tag: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join(format!("{tag}-checkpoint"));
     let backbone = dir.path().join(format!("{tag}-backbone"));
@@ -54,8 +57,12 @@ fn export_fails(dir: &Path, ckpt: &Path, backbone: &Path) -> String {
 
 /// Rewrites model.safetensors through `edit` (name → (shape, f32 data)); all tensors become f32.
 fn rewrite_weights(ckpt: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) {
-    let path = ckpt.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
+    rewrite_safetensors(&ckpt.join("model.safetensors"), edit)
+}
+
+/// Rewrites a safetensors file through `edit`, as [`rewrite_weights`] does.
+fn rewrite_safetensors(path: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) {
+    let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = st
         .tensors()
@@ -91,7 +98,7 @@ fn rewrite_weights(ckpt: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, 
             )
         })
         .collect();
-    safetensors::serialize_to_file(views, None, &path).unwrap();
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 const DIT_WEIGHT: &str = "model.action_model.action_decoder.layer2.weight";
@@ -156,6 +163,59 @@ fn export_with_a_misshaped_tensor_names_it_and_both_shapes() {
     assert!(err.contains(DIT_WEIGHT), "{err}");
     assert!(
         err.contains(&format!("{wrong:?}")) && err.contains(&format!("{original:?}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_of_a_nan_weight_names_the_tensor_and_its_first_bad_index() {
+    let (dir, ckpt, backbone) = broken_copy("nan-weight");
+    let mut index = Vec::new();
+    rewrite_weights(&ckpt, |tensors| {
+        let (_, shape, data) = tensors.iter_mut().find(|t| t.0 == DIT_WEIGHT).unwrap();
+        let cols = shape[1];
+        data[cols + 2] = f32::NAN;
+        data[cols + 3] = f32::INFINITY;
+        index = vec![1, 2];
+    });
+    let err = export_fails(dir.path(), &ckpt, &backbone);
+    assert!(
+        err.contains(&format!("`{DIT_WEIGHT}{index:?}`")) && err.contains("is NaN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_of_an_infinite_weight_names_it() {
+    let (dir, ckpt, backbone) = broken_copy("inf-weight");
+    rewrite_weights(&ckpt, |tensors| {
+        let (_, _, data) = tensors.iter_mut().find(|t| t.0 == DIT_WEIGHT).unwrap();
+        data[0] = f32::NEG_INFINITY;
+    });
+    let err = export_fails(dir.path(), &ckpt, &backbone);
+    assert!(
+        err.contains(&format!("`{DIT_WEIGHT}[0, 0]`")) && err.contains("is -inf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn export_of_a_nan_normalization_stat_names_the_key_and_the_stats_file() {
+    let (dir, ckpt, backbone) = broken_copy_of(&case("two_cam_resize"), "nan-stat");
+    let stats = "policy_preprocessor_step_3_normalizer_processor.safetensors";
+    rewrite_safetensors(&ckpt.join(stats), |tensors| {
+        let (_, _, std) = tensors
+            .iter_mut()
+            .find(|t| t.0 == "observation.state.std")
+            .unwrap();
+        std[3] = f32::NAN;
+    });
+    let err = export_fails(dir.path(), &ckpt, &backbone);
+    assert!(
+        err.contains(&format!(
+            "`observation.state.std[3]` in {}",
+            ckpt.join(stats).display()
+        )) && err.contains("is NaN"),
         "{err}"
     );
 }

@@ -59,13 +59,11 @@ fn a_vla_jepa_episode_executes_n_action_steps_of_each_chunk_with_the_next_seed()
     // The fixtures execute whole chunks; this export executes all but the last two actions.
     let export = dir.path().join("export");
     copy_tree(&common::exported(&case), &export);
-    let manifest_path = export.join("manifest.json");
-    let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let chunk = manifest["policy"]["chunk_size"].as_u64().unwrap() as usize;
-    let n = chunk - 2;
-    manifest["policy"]["n_action_steps"] = n.into();
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let mut n = 0;
+    common::edit_manifest(&export, |manifest| {
+        n = manifest["policy"]["chunk_size"].as_u64().unwrap() as usize - 2;
+        manifest["policy"]["n_action_steps"] = n.into();
+    });
 
     let episode = episode_file(dir.path(), obs, n + 2);
     let out = vjx()

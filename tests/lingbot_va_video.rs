@@ -234,14 +234,13 @@ fn episode_on_an_export_without_decoder_graphs_asks_for_a_re_export_before_runni
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("export");
     copy_tree(&exported(), &export);
-    let manifest_path = export.join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let graphs = manifest["graphs"].as_object_mut().unwrap();
-    assert!(
-        graphs.remove("vae_decode_first").is_some() && graphs.remove("vae_decode_stream").is_some()
-    );
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    common::edit_manifest(&export, |manifest| {
+        let graphs = manifest["graphs"].as_object_mut().unwrap();
+        assert!(
+            graphs.remove("vae_decode_first").is_some()
+                && graphs.remove("vae_decode_stream").is_some()
+        );
+    });
     let gif = dir.path().join("predicted.gif");
     let out = vjx()
         .arg("episode")

@@ -512,6 +512,13 @@ fn original_normalization(root: &Path, layout: &Layout) -> Result<Normalization>
                 values.len()
             );
         }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "{}: `{key}[{i}]` is {} as f32; vjx does not export non-finite statistics",
+                path.display(),
+                values[i]
+            );
+        }
         Ok(values)
     };
     let (s, a) = (layout.head.state_dim, layout.head.action_dim());

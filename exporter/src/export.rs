@@ -3,6 +3,7 @@
 
 use crate::checkpoint;
 use crate::progress::Progress;
+use crate::staging::{self, Staging};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -155,9 +156,13 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".vjx-export-")
-        .tempdir_in(&parent)
+    for stale in staging::remove_stale(&parent) {
+        progress.message(&format!(
+            "removed {}, left by an interrupted export",
+            stale.display()
+        ));
+    }
+    let staging = Staging::create(&parent)
         .with_context(|| format!("creating a temp dir in {}", parent.display()))?;
 
     let (backbone_root, graphs) = export_policy(&ckpt, opts, staging.path(), &progress)?;
@@ -166,8 +171,8 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         std::fs::remove_dir_all(&opts.out)
             .with_context(|| format!("removing the old export at {}", opts.out.display()))?;
     }
-    let staged = staging.keep();
-    std::fs::rename(&staged, &opts.out).with_context(|| {
+    let staged = staging.path().to_path_buf();
+    staging.persist(&opts.out).with_context(|| {
         format!(
             "moving the export from {} to {}",
             staged.display(),
@@ -268,16 +273,24 @@ pub(crate) fn write_manifest(
         postprocess,
         files,
     };
+    // What `Manifest::load` would refuse is refused here, before the export is moved into place.
+    manifest
+        .validate(out)
+        .context("the export would not load; nothing was written")?;
     manifest
         .write(out)
         .with_context(|| format!("writing the manifest in {}", out.display()))
 }
 
-/// Adds the checksum of every file in `out` the graphs did not already record.
+/// Adds the checksum of every file in `out` the graphs did not already record (the staging
+/// dir's lock file is not part of the export).
 fn checksum_other_files(out: &Path, files: &mut BTreeMap<String, String>) -> Result<()> {
     for entry in std::fs::read_dir(out)? {
         let path = entry?.path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == staging::LOCK_FILE {
+            continue;
+        }
         if let std::collections::btree_map::Entry::Vacant(e) = files.entry(name) {
             e.insert(vjx_format::sha256_file(&path)?);
         }

@@ -9,4 +9,5 @@ pub mod lingbot_va;
 pub mod policy_tokenizer;
 pub mod progress;
 pub mod safetensors_weights;
+pub mod staging;
 pub mod vla_jepa;

@@ -51,6 +51,17 @@ pub enum WeightsError {
     },
     #[error("tensor `{tensor}` is missing from {path}")]
     MissingTensor { path: PathBuf, tensor: String },
+    #[error(
+        "`{tensor}{index:?}` in {path} is {value}; vjx does not export non-finite values \
+         (is the checkpoint damaged, or did its training diverge?)"
+    )]
+    NonFinite {
+        path: PathBuf,
+        tensor: String,
+        /// The first non-finite element, one index per dimension.
+        index: Vec<usize>,
+        value: f32,
+    },
     #[error("shard index {path} is not valid: {reason}")]
     BadIndex { path: PathBuf, reason: String },
     #[error("shard index {index} maps tensor `{tensor}` to {shard}, which does not hold it")]
@@ -173,7 +184,6 @@ impl SafetensorsWeights {
             .or_else(|| self.tensors.get(self.aliases.get(name)?))
     }
 
-    /// The tensor converted to f32.
     /// Drops the mapped pages of a tensor already converted from this process's resident set (the
     /// page cache keeps them), so that reading a whole checkpoint does not keep it all resident.
     fn release_pages(&self, offset: usize, len: usize) {
@@ -188,6 +198,7 @@ impl SafetensorsWeights {
         let _ = (offset, len);
     }
 
+    /// The tensor converted to f32; refused if it holds a NaN or an infinity.
     pub fn tensor_f32(&self, name: &str) -> Result<WeightTensor, WeightsError> {
         let entry = self
             .entry(name)
@@ -196,13 +207,22 @@ impl SafetensorsWeights {
                 tensor: name.to_string(),
             })?;
         let bytes = &self.map[entry.start..entry.end];
-        let data =
+        let (data, all_finite) =
             convert_to_f32(entry.dtype, bytes).ok_or_else(|| WeightsError::UnsupportedDtype {
                 path: self.path.clone(),
                 tensor: name.to_string(),
                 dtype: format!("{:?}", entry.dtype),
             })?;
         self.release_pages(entry.start, entry.end - entry.start);
+        if !all_finite {
+            let flat = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+            return Err(WeightsError::NonFinite {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                index: unravel(flat, &entry.shape),
+                value: data[flat],
+            });
+        }
         Ok(WeightTensor::new(entry.shape.clone(), data))
     }
 }
@@ -237,6 +257,14 @@ fn to_weight_error(name: &str, source_desc: &str, e: WeightsError) -> WeightErro
             name: name.to_string(),
             source_desc: source_desc.to_string(),
         },
+        WeightsError::NonFinite {
+            path, index, value, ..
+        } => WeightError::NonFinite {
+            name: name.to_string(),
+            index,
+            value,
+            source_desc: path.display().to_string(),
+        },
         other => WeightError::Invalid {
             name: name.to_string(),
             reason: other.to_string(),
@@ -245,26 +273,44 @@ fn to_weight_error(name: &str, source_desc: &str, e: WeightsError) -> WeightErro
     }
 }
 
-/// Converts stored little-endian elements to f32, byte-wise so unaligned data is fine.
-/// `None` for a dtype that is not a 16/32-bit float.
-fn convert_to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    let out = match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        // bf16 is the top half of an f32: shifting the bits up is exact, NaN payloads included.
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-            .collect(),
+/// Converts stored little-endian elements to f32, byte-wise so unaligned data is fine, and
+/// says whether all of them are finite (checked in the same pass). `None` for a dtype that is
+/// not a 16/32-bit float.
+fn convert_to_f32(dtype: Dtype, bytes: &[u8]) -> Option<(Vec<f32>, bool)> {
+    Some(match dtype {
+        Dtype::F32 => convert(bytes, f32::from_le_bytes),
+        // bf16 is the top half of an f32: shifting the bits up is exact.
+        Dtype::BF16 => convert(bytes, |b: [u8; 2]| {
+            f32::from_bits((u16::from_le_bytes(b) as u32) << 16)
+        }),
+        Dtype::F16 => convert(bytes, |b: [u8; 2]| {
+            half::f16::from_bits(u16::from_le_bytes(b)).to_f32()
+        }),
         _ => return None,
-    };
-    Some(out)
+    })
+}
+
+fn convert<const N: usize>(bytes: &[u8], element: impl Fn([u8; N]) -> f32) -> (Vec<f32>, bool) {
+    let mut out = Vec::with_capacity(bytes.len() / N);
+    let mut all_finite = true;
+    for chunk in bytes.chunks_exact(N) {
+        let v = element(chunk.try_into().expect("chunks of N bytes"));
+        all_finite &= v.is_finite();
+        out.push(v);
+    }
+    (out, all_finite)
+}
+
+/// The per-dimension index of element `flat` of a row-major tensor of `shape`.
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (i, &dim) in shape.iter().enumerate().rev() {
+        if dim > 0 {
+            index[i] = flat % dim;
+            flat /= dim;
+        }
+    }
+    index
 }
 
 /// Turns the safetensors crate's header error into one that says what is wrong with the file.

@@ -101,19 +101,54 @@ fn f32_bf16_and_f16_convert_exactly_to_f32() {
 }
 
 #[test]
-fn bf16_nan_and_infinity_survive_conversion_bit_for_bit() {
+fn bf16_subnormals_convert_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("special.safetensors");
-    let bits: [u16; 3] = [0x7fc1, 0xff80, 0x0001]; // a NaN with payload, -inf, smallest subnormal
+    let bits: [u16; 2] = [0x0001, 0x807f]; // the smallest and the largest negative subnormal
     let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
-    write_safetensors(&path, &[("x", Dtype::BF16, vec![3], bytes)]);
+    write_safetensors(&path, &[("x", Dtype::BF16, vec![2], bytes)]);
     let data = SafetensorsWeights::open(&path)
         .unwrap()
         .get("x")
         .unwrap()
         .data;
     let got: Vec<u32> = data.iter().map(|v| v.to_bits()).collect();
-    assert_eq!(got, vec![0x7fc1_0000, 0xff80_0000, 0x0001_0000]);
+    assert_eq!(got, vec![0x0001_0000, 0x807f_0000]);
+}
+
+#[test]
+fn a_nan_is_refused_naming_the_tensor_and_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    let values = [0.5, 1.0, -2.0, 0.25, f32::NAN, 3.0];
+    write_safetensors(&path, &[("w", Dtype::F32, vec![2, 3], f32_bytes(&values))]);
+    let err = SafetensorsWeights::open(&path)
+        .unwrap()
+        .tensor_f32("w")
+        .unwrap_err();
+    assert!(
+        matches!(&err, WeightsError::NonFinite { tensor, index, .. } if tensor == "w" && index == &[1, 1]),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("`w[1, 1]` in "), "{err}");
+}
+
+#[test]
+fn a_bf16_infinity_is_refused_as_a_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inf.safetensors");
+    let bits: [u16; 3] = [0x3f80, 0x3f80, 0xff80]; // 1, 1, -inf
+    let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+    write_safetensors(&path, &[("b", Dtype::BF16, vec![3], bytes)]);
+    let err = SafetensorsWeights::open(&path)
+        .unwrap()
+        .get("b")
+        .unwrap_err();
+    assert!(
+        matches!(&err, WeightError::NonFinite { name, index, value, .. }
+            if name == "b" && index == &[2] && *value == f32::NEG_INFINITY),
+        "{err}"
+    );
 }
 
 #[test]

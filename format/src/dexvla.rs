@@ -1,8 +1,10 @@
 //! A DexVLA export: its graph roles and its manifest section.
 
-use crate::manifest::CameraSpec;
-use crate::qwen_image::QwenImageProcessorConfig;
+use crate::manifest::{CameraSpec, ManifestError};
+use crate::qwen_image::{check_vision_tower, QwenImageProcessorConfig};
+use crate::validate::{at_least_one, check_action_steps, ConfigFile, FieldError};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// The graphs of a DexVLA export, by role.
 pub mod roles {
@@ -71,4 +73,68 @@ pub struct DexVlaSpec {
     pub n_action_steps: usize,
     pub action_dim: usize,
     pub state_dim: usize,
+}
+
+impl DexVlaSpec {
+    /// The files this section names, by key.
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("backbone_config_file", &self.backbone_config_file),
+            ("tokenizer_file", &self.tokenizer_file),
+            ("chat_template_file", &self.chat_template_file),
+        ]
+    }
+
+    /// Checks the sizes the pipeline divides or allocates by.
+    pub fn check(&self) -> Result<(), FieldError> {
+        self.image.check("policy.image")?;
+        if let Some(crop) = &self.eval_crop {
+            if !(crop.ratio > 0.0 && crop.ratio <= 1.0) {
+                return Err(FieldError::new(
+                    "policy.eval_crop.ratio",
+                    format!("is {}; it must be in (0, 1]", crop.ratio),
+                ));
+            }
+        }
+        at_least_one("policy.chunk_size", self.chunk_size)?;
+        at_least_one("policy.action_dim", self.action_dim)?;
+        at_least_one("policy.state_dim", self.state_dim)?;
+        check_action_steps(self.n_action_steps, self.chunk_size)?;
+        match (&self.generation, self.fusion) {
+            (Some(generation), _) => at_least_one(
+                "policy.generation.max_new_tokens",
+                generation.max_new_tokens,
+            )?,
+            (None, Fusion::Film) => {
+                return Err(FieldError::new(
+                    "policy.generation",
+                    "is missing; film fusion conditions on the generated reasoning",
+                ))
+            }
+            (None, Fusion::MeanPool) => {}
+        }
+        let ddim = &self.ddim;
+        at_least_one("policy.ddim.num_train_timesteps", ddim.num_train_timesteps)?;
+        if ddim.num_inference_steps == 0 || ddim.num_inference_steps > ddim.num_train_timesteps {
+            return Err(FieldError::new(
+                "policy.ddim.num_inference_steps",
+                format!(
+                    "is {}; it must be between 1 and policy.ddim.num_train_timesteps ({})",
+                    ddim.num_inference_steps, ddim.num_train_timesteps
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the backbone config (Qwen2-VL: text fields at the top level, the tower's width
+    /// is `embed_dim`) against the image settings and the head counts.
+    pub fn check_files(&self, dir: &Path) -> Result<(), ManifestError> {
+        let Some(config) = ConfigFile::read(dir, &self.backbone_config_file) else {
+            return Ok(());
+        };
+        let heads = config.positive("num_attention_heads")?;
+        config.check_divides("num_attention_heads", heads, "hidden_size")?;
+        check_vision_tower(&config, "vision_config.embed_dim", &self.image)
+    }
 }

@@ -9,11 +9,12 @@ pub mod normalization;
 pub mod prompt;
 pub mod qwen_image;
 pub mod tensor;
+pub mod validate;
 pub mod vla_jepa;
 
 pub use manifest::{
-    sha256_file, CameraSpec, GraphEntry, Manifest, ManifestError, PolicySpec, Source,
-    FORMAT_VERSION, MANIFEST_FILE,
+    content_sha256, seal, sha256_file, CameraSpec, GraphEntry, Manifest, ManifestError, PolicySpec,
+    Source, CHECKSUM_KEY, FORMAT_VERSION, MANIFEST_FILE,
 };
 pub use tensor::{DType, Dim, Precision, TensorSpec};
 

@@ -31,3 +31,14 @@ pub struct LingbotVaSpec {
     /// The classifier-free-guidance prompt (upstream encodes `""`).
     pub negative_prompt: String,
 }
+
+impl LingbotVaSpec {
+    /// The files this section names, by key.
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("policy_config_file", &self.policy_config_file),
+            ("vae_config_file", &self.vae_config_file),
+            ("tokenizer_file", &self.tokenizer_file),
+        ]
+    }
+}

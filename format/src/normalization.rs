@@ -1,6 +1,7 @@
 //! Normalization of the state going in and the post-processing of the action chunk coming
 //! out, as the checkpoint's LeRobot processor pipelines define them.
 
+use crate::validate::{FieldError, Width};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,6 +15,19 @@ pub enum NormMode {
     Quantile10,
     #[default]
     Identity,
+}
+
+impl NormMode {
+    /// The name LeRobot (and the manifest) gives the mode.
+    pub fn name(self) -> &'static str {
+        match self {
+            NormMode::MeanStd => "MEAN_STD",
+            NormMode::MinMax => "MIN_MAX",
+            NormMode::Quantiles => "QUANTILES",
+            NormMode::Quantile10 => "QUANTILE10",
+            NormMode::Identity => "IDENTITY",
+        }
+    }
 }
 
 /// One feature's normalization statistics.
@@ -149,6 +163,49 @@ impl FeatureNorm {
         }
     }
 
+    /// The statistics `mode` reads, by name.
+    fn required_stats(&self) -> Vec<(&'static str, &Option<Vec<f32>>)> {
+        match self.mode {
+            NormMode::Identity => vec![],
+            NormMode::MeanStd => vec![("mean", &self.mean), ("std", &self.std)],
+            NormMode::MinMax => vec![("min", &self.min), ("max", &self.max)],
+            NormMode::Quantiles => vec![("q01", &self.q01), ("q99", &self.q99)],
+            NormMode::Quantile10 => vec![("q10", &self.q10), ("q90", &self.q90)],
+        }
+    }
+
+    /// Checks that the statistics the mode reads are present, finite and `width` long (or,
+    /// without a width, as long as each other). `key` names the feature in errors.
+    pub fn check(&self, key: &str, width: Width) -> Result<(), FieldError> {
+        let mut expected = width.map(|(len, from)| (len, format!("{from} is")));
+        for (name, stat) in self.required_stats() {
+            let stat_key = format!("{key}.{name}");
+            let Some(values) = stat else {
+                return Err(FieldError::new(
+                    stat_key,
+                    format!("is missing; {} normalization needs it", self.mode.name()),
+                ));
+            };
+            match &expected {
+                Some((len, from)) if values.len() != *len => {
+                    return Err(FieldError::new(
+                        stat_key,
+                        format!("has {} values, {from} {len}", values.len()),
+                    ))
+                }
+                Some(_) => {}
+                None => expected = Some((values.len(), format!("{stat_key} has"))),
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(FieldError::new(
+                    format!("{stat_key}[{i}]"),
+                    format!("is {}; statistics must be finite", values[i]),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The feature width its statistics describe (None for identity without stats).
     pub fn width(&self) -> Option<usize> {
         [
@@ -168,6 +225,44 @@ fn min_max_denom(min: f32, max: f32) -> f32 {
     } else {
         d
     }
+}
+
+/// Checks that each step can run on actions of `action` width: gripper dims inside it, a
+/// relative mask of its length, clip bounds in order.
+pub fn check_post_steps(steps: &[PostStep], action: Width) -> Result<(), FieldError> {
+    for (i, step) in steps.iter().enumerate() {
+        let key = format!("postprocess[{i}]");
+        match (step, action) {
+            (PostStep::Clip { min, max }, _)
+                if matches!(
+                    min.partial_cmp(max),
+                    None | Some(std::cmp::Ordering::Greater)
+                ) =>
+            {
+                return Err(FieldError::new(
+                    key,
+                    format!("clips to [{min}, {max}]; min must not exceed max"),
+                ))
+            }
+            (
+                PostStep::PreSnapGripper { dim, .. } | PostStep::BinarizeGripper { dim, .. },
+                Some((width, from)),
+            ) if *dim >= width => {
+                return Err(FieldError::new(
+                    format!("{key}.dim"),
+                    format!("is {dim}, past the action width ({from} is {width})"),
+                ))
+            }
+            (PostStep::AbsoluteActions { mask }, Some((width, from))) if mask.len() != width => {
+                return Err(FieldError::new(
+                    format!("{key}.mask"),
+                    format!("has {} entries, {from} is {width}", mask.len()),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Applies `steps` to each row (one action) of a `[chunk, action_dim]` chunk in place.
@@ -308,5 +403,28 @@ mod tests {
         let mut y = [0.5, 2.0];
         norm.normalize(&mut y);
         assert_eq!(y, [0.0, -1.0]);
+    }
+
+    #[test]
+    fn stats_without_a_fixed_width_must_agree_with_each_other() {
+        let norm = FeatureNorm {
+            mode: NormMode::Quantiles,
+            q01: Some(vec![0.0; 7]),
+            q99: Some(vec![1.0; 6]),
+            ..Default::default()
+        };
+        let err = norm.check("normalization.action", None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "normalization.action.q99 has 6 values, normalization.action.q01 has 7"
+        );
+    }
+
+    #[test]
+    fn identity_needs_no_stats() {
+        assert_eq!(
+            FeatureNorm::default().check("normalization.state", Some((8, "policy.state_dim"))),
+            Ok(())
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The prompt the policy builds around the task, and the tokens it adds to the backbone's
 //! vocabulary, as the policy config defines them.
 
+use crate::validate::{at_least_one, FieldError};
 use crate::SpecError;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,13 @@ pub struct PromptSpec {
     pub num_embodied: usize,
     /// Used when the task is missing; upstream hard-codes [`DEFAULT_INSTRUCTION`].
     pub default_instruction: String,
+}
+
+impl PromptSpec {
+    /// The embodied-action tokens are the rows the action head reads: at least one.
+    pub fn check(&self, key: &str) -> Result<(), FieldError> {
+        at_least_one(&format!("{key}.num_embodied"), self.num_embodied)
+    }
 }
 
 /// How many action steps the prompt names: `num_video_frames // tubelet_size - 1`.

@@ -1,6 +1,8 @@
 //! The Qwen2-VL image processor's settings (`preprocessor_config.json`), as Qwen3-VL and
 //! Qwen2-VL backbones ship them: the fields that shape `pixel_values`.
 
+use crate::manifest::ManifestError;
+use crate::validate::{at_least_one, ConfigFile, FieldError};
 use crate::SpecError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,6 +39,28 @@ impl Default for QwenImageProcessorConfig {
             filter: ResizeFilter::Bicubic,
         }
     }
+}
+
+/// The Qwen-VL vision tower: its heads divide its width (at `width_key`), and it merges
+/// patches as the image processor groups them.
+pub(crate) fn check_vision_tower(
+    config: &ConfigFile,
+    width_key: &str,
+    image: &QwenImageProcessorConfig,
+) -> Result<(), ManifestError> {
+    let heads = config.positive("vision_config.num_heads")?;
+    config.check_divides("vision_config.num_heads", heads, width_key)?;
+    let merge = config.size("vision_config.spatial_merge_size")?;
+    if merge != image.merge_size as u64 {
+        return Err(config.error(FieldError::new(
+            "vision_config.spatial_merge_size",
+            format!(
+                "is {merge}, the manifest's policy.image.merge_size is {}; they must agree",
+                image.merge_size
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// PIL resampling codes as they appear in `preprocessor_config.json`.
@@ -119,6 +143,28 @@ impl QwenImageProcessorConfig {
             ));
         }
         Ok(config)
+    }
+
+    /// Checks the sizes the patching divides by and the per-channel std; `key` names the
+    /// section in errors.
+    pub fn check(&self, key: &str) -> Result<(), FieldError> {
+        at_least_one(&format!("{key}.patch_size"), self.patch_size)?;
+        at_least_one(
+            &format!("{key}.temporal_patch_size"),
+            self.temporal_patch_size,
+        )?;
+        at_least_one(&format!("{key}.merge_size"), self.merge_size)?;
+        if let Some(c) = self
+            .image_std
+            .iter()
+            .position(|s| *s <= 0.0 || !s.is_finite())
+        {
+            return Err(FieldError::new(
+                format!("{key}.image_std[{c}]"),
+                format!("is {}; it must be positive", self.image_std[c]),
+            ));
+        }
+        Ok(())
     }
 
     /// `patch_size · merge_size`: both output sides are multiples of it.

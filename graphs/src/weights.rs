@@ -14,6 +14,17 @@ pub enum WeightError {
         expected: Vec<usize>,
         source_desc: String,
     },
+    #[error(
+        "`{name}{index:?}` in {source_desc} is {value}; vjx does not export non-finite values \
+         (is the checkpoint damaged, or did its training diverge?)"
+    )]
+    NonFinite {
+        name: String,
+        /// The first non-finite element, one index per dimension.
+        index: Vec<usize>,
+        value: f32,
+        source_desc: String,
+    },
     #[error("tensor `{name}` in {source_desc}: {reason}")]
     Invalid {
         name: String,

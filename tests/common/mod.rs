@@ -218,34 +218,56 @@ pub fn half_everywhere_copy(export: &Path) -> PathBuf {
         return out;
     }
     copy_tree(export, &out);
-    let manifest_path = out.join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let roles: Vec<String> = manifest["graphs"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    for role in roles {
-        let entry = &mut manifest["graphs"][&role];
-        let file = entry["file"].as_str().unwrap().to_string();
-        vjx_graphs::half_everywhere::write_half_everywhere(&export.join(&file), &out.join(&file))
+    edit_manifest(&out, |manifest| {
+        let roles: Vec<String> = manifest["graphs"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        for role in roles {
+            let entry = &mut manifest["graphs"][&role];
+            let file = entry["file"].as_str().unwrap().to_string();
+            vjx_graphs::half_everywhere::write_half_everywhere(
+                &export.join(&file),
+                &out.join(&file),
+            )
             .unwrap();
-        if let Some(data) = entry["data_file"].as_str().map(str::to_string) {
-            std::fs::remove_file(out.join(&data)).unwrap();
-            manifest["files"].as_object_mut().unwrap().remove(&data);
+            if let Some(data) = entry["data_file"].as_str().map(str::to_string) {
+                std::fs::remove_file(out.join(&data)).unwrap();
+                manifest["files"].as_object_mut().unwrap().remove(&data);
+            }
+            manifest["graphs"][&role]["data_file"] = serde_json::Value::Null;
+            let sha = vjx_runtime::manifest::sha256_file(&out.join(&file)).unwrap();
+            manifest["files"][&file] = serde_json::Value::String(sha);
         }
-        manifest["graphs"][&role]["data_file"] = serde_json::Value::Null;
-        let sha = vjx_runtime::manifest::sha256_file(&out.join(&file)).unwrap();
-        manifest["files"][&file] = serde_json::Value::String(sha);
-    }
-    std::fs::write(
-        &manifest_path,
-        serde_json::to_string_pretty(&manifest).unwrap(),
-    )
-    .unwrap();
+    });
     out
+}
+
+/// Rewrites the manifest of `export` after `edit`, with its own checksum recomputed: what a
+/// hand edit needs to get past that checksum, so that a test reaches what lies behind it.
+pub fn edit_manifest(export: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    use vjx_runtime::manifest::{seal, CHECKSUM_KEY};
+    let path = export.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    manifest.as_object_mut().unwrap().remove(CHECKSUM_KEY);
+    let text = serde_json::to_string_pretty(&manifest).unwrap();
+    std::fs::write(&path, seal(&text).unwrap()).unwrap();
+}
+
+/// Rewrites `file` of `export` after `edit`, with its checksum in the manifest (and the
+/// manifest's own) recomputed.
+pub fn edit_export_json(export: &Path, file: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = export.join(file);
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let sha = vjx_runtime::manifest::sha256_file(&path).unwrap();
+    edit_manifest(export, |manifest| manifest["files"][file] = sha.into());
 }
 
 /// The worst error of each stage over a parity run, and the stages over their bar.
