@@ -50,3 +50,25 @@ fn zero_threads_are_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn actions_that_overflow_to_infinity_are_refused_naming_the_stage() {
+    let case = any_case();
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    copy_tree(&exported(&case), &export);
+    // Finite stats whose range overflows f32 when actions are unnormalized.
+    edit_manifest(&export, |m| {
+        m["normalization"]["action"]["min"][0] = (-3.0e38).into();
+        m["normalization"]["action"]["max"][0] = 3.0e38.into();
+    });
+    let args = run_args(&observations(&case)[0]);
+    let out = vjx().arg("run").arg(&export).args(&args).output().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("stage `actions` produced a non-finite value")
+            && err.contains("no actions are returned"),
+        "{err}"
+    );
+}
