@@ -260,7 +260,10 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_msgpack_are_refused() {
-        assert!(matches!(decode(&[0xc1]), Err(CodecError::NotMsgpack(_))));
+        assert!(matches!(
+            decode(&[0x92, 0x01]),
+            Err(CodecError::NotMsgpack(_))
+        ));
     }
 
     #[test]

@@ -51,12 +51,18 @@ pub struct KeyMap {
 impl KeyMap {
     /// The default aliases for `manifest`'s cameras, state and task.
     pub fn for_export(manifest: &Manifest) -> KeyMap {
+        let cameras: Vec<&str> = manifest.cameras().iter().map(|c| c.key.as_str()).collect();
+        KeyMap::for_cameras(&cameras)
+    }
+
+    /// The default aliases for cameras with these feature keys, the state and the task.
+    pub fn for_cameras(cameras: &[&str]) -> KeyMap {
         let mut keys = BTreeMap::new();
-        for camera in manifest.cameras() {
-            let target = Target::Camera(camera.key.clone());
-            keys.insert(camera.key.clone(), target.clone());
-            keys.insert(camera.key.replace('.', "/"), target.clone());
-            if let Some(name) = camera.key.strip_prefix("observation.images.") {
+        for camera in cameras {
+            let target = Target::Camera(camera.to_string());
+            keys.insert(camera.to_string(), target.clone());
+            keys.insert(camera.replace('.', "/"), target.clone());
+            if let Some(name) = camera.strip_prefix("observation.images.") {
                 keys.insert(format!("observation/{name}"), target);
             }
         }
@@ -134,6 +140,16 @@ pub struct Limits {
 pub struct Request {
     pub reset: bool,
     pub observation: Option<Observation>,
+}
+
+/// One request message as received: msgpack bytes → the request they carry.
+pub fn decode_request(
+    keys: &KeyMap,
+    limits: Limits,
+    bytes: &[u8],
+) -> Result<Request, RequestError> {
+    let value = crate::msgpack_numpy::decode(bytes).map_err(|e| bad(e.to_string()))?;
+    read_request(keys, limits, &value)
 }
 
 pub fn read_request(keys: &KeyMap, limits: Limits, value: &Value) -> Result<Request, RequestError> {

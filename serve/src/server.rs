@@ -1,8 +1,8 @@
 //! The websocket endpoint: openpi's protocol on `/`, `GET /healthz`, API-key checks, and a
 //! shutdown that drains the requests in flight.
 
-use crate::msgpack_numpy::{decode, encode, f32_ndarray};
-use crate::request::{read_request, KeyMap, Limits};
+use crate::msgpack_numpy::{encode, f32_ndarray};
+use crate::request::{decode_request, KeyMap, Limits};
 use crate::worker::{Job, Outcome, Worker};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -146,8 +146,7 @@ async fn respond(
     bytes: &[u8],
     prev_total_ms: Option<f64>,
 ) -> Result<Value, String> {
-    let value = decode(bytes).map_err(|e| e.to_string())?;
-    let request = read_request(&shared.keys, shared.limits, &value).map_err(|e| e.to_string())?;
+    let request = decode_request(&shared.keys, shared.limits, bytes).map_err(|e| e.to_string())?;
     let (reply, outcome) = oneshot::channel();
     shared.worker.submit(Job {
         connection: id,
