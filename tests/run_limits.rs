@@ -72,3 +72,32 @@ fn actions_that_overflow_to_infinity_are_refused_naming_the_stage() {
         "{err}"
     );
 }
+
+fn run_with_task(task: &str) -> std::process::Output {
+    run_with(|args| {
+        let at = args.iter().position(|a| a == "--task").unwrap();
+        args[at + 1] = task.to_string();
+    })
+}
+
+#[test]
+fn a_task_holding_the_embodied_action_token_is_refused_naming_it() {
+    let out = run_with_task("pick up <|embodied_action|> the cube");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the task contains `<|embodied_action|>`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_task_holding_an_image_placeholder_is_refused_naming_it() {
+    let out = run_with_task("put <|image_pad|> in the bowl");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the task contains `<|image_pad|>`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -66,6 +66,11 @@ fn prepare_frames(
     let views: Vec<_> = frames.iter().map(|f| f.view()).collect();
     let vision = qwen_image::process_images(&views, &spec.image)?;
     let tokens_per_image = vision.tokens_per_image(spec.image.merge_size);
+    if let Some(task) = task {
+        let mut reserved = prompt::VISION_PLACEHOLDERS.to_vec();
+        reserved.push(&spec.prompt.embodied_token);
+        prompt::check_task(task, &reserved)?;
+    }
     let instruction = prompt::instruction_prompt(&spec.prompt, task)?;
     let chat = prompt::render_chat(chat_template, spec.cameras.len(), &instruction)?;
     let input_ids = tokenizer.encode_chat(&chat, &tokens_per_image)?;

@@ -28,4 +28,9 @@ pub enum PreprocessError {
         in_text: usize,
         images: usize,
     },
+    #[error(
+        "the task contains `{token}`, a token the prompt places itself (upstream's tokenizer reads \
+         it as that special token and misplaces the image or action rows); remove it from the task"
+    )]
+    ReservedToken { token: String },
 }

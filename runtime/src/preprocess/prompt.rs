@@ -177,3 +177,22 @@ impl JsonStyle {
         }
     }
 }
+
+/// Tokens the prompt places itself around the images; in a task they would add image rows.
+pub const VISION_PLACEHOLDERS: [&str; 4] = [
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+];
+
+/// Fails when `task` holds one of the `reserved` token strings. Other special-token strings
+/// (`<|im_end|>`, ...) stay as upstream's tokenizer reads them: as their special tokens.
+pub fn check_task(task: &str, reserved: &[&str]) -> Result<(), PreprocessError> {
+    match reserved.iter().find(|token| task.contains(*token)) {
+        Some(token) => Err(PreprocessError::ReservedToken {
+            token: token.to_string(),
+        }),
+        None => Ok(()),
+    }
+}

@@ -320,6 +320,7 @@ impl DexVlaPolicy {
         let tokens_per_image: Vec<usize> =
             grids.iter().map(|g| g[0] * g[1] * g[2] / merge).collect();
         let task = obs.task.as_deref().unwrap_or_default();
+        prompt::check_task(task, &prompt::VISION_PLACEHOLDERS)?;
         let chat = prompt::render_chat(&self.chat_template, spec.cameras.len(), task)?;
         let input_ids = self.tokenizer.encode_chat(&chat, &tokens_per_image)?;
         check_prompt_tokens(input_ids.len(), self.max_prompt_tokens, task)?;
