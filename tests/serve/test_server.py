@@ -83,3 +83,18 @@ def test_sigterm_with_idle_clients_exits_zero(exports, serve):
     clients = [websocket_client_policy.WebsocketClientPolicy(server.url) for _ in range(3)]
     assert len(clients) == 3
     assert server.stop() == 0
+
+
+def test_a_client_that_vanishes_mid_request_leaves_the_others_served(exports, serve, vla_obs):
+    server = serve(exports["vla_jepa"])
+    gone = websockets.sync.client.connect(server.url, compression=None, max_size=None)
+    msgpack_numpy.unpackb(gone.recv())
+    gone.send(msgpack_numpy.packb(vla_obs.request()))
+    gone.socket.close()
+    silent = websockets.sync.client.connect(server.url, compression=None, max_size=None)
+    msgpack_numpy.unpackb(silent.recv())
+    silent.send(msgpack_numpy.packb(vla_obs.request()))  # never reads its answer
+    client = websocket_client_policy.WebsocketClientPolicy(server.url)
+    for _ in range(3):
+        assert client.infer(vla_obs.request())["actions"].shape == (7, 7)
+    assert server.stop() == 0
